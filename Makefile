@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint build docs clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall (and so rebuild the extension) when the build inputs change.
+$(STAMP): $(PY) pyproject.toml setup.py aring/_native.pyx aring/_native.pxd aring/_aring.h
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+build: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m aring demo
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check aring tests examples benchmarks
+	$(VENV)/bin/mypy --strict aring
+
+docs: $(PY)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	$(VENV)/bin/sphinx-build -W -b html docs docs/_build/html
+
+clean:
+	rm -rf build $(VENV) aring/*.so aring/_native.c docs/_build
