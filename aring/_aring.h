@@ -58,6 +58,8 @@ static __forceinline uint32_t aring_fetch_or_u32(uint32_t *p, uint32_t v) {
     return (uint32_t)InterlockedOr((volatile LONG *)p, (LONG)v); }
 static __forceinline uint64_t aring_fetch_or_u64(uint64_t *p, uint64_t v) {
     return (uint64_t)InterlockedOr64((volatile LONG64 *)p, (LONG64)v); }
+static __forceinline uint64_t aring_fetch_and_u64(uint64_t *p, uint64_t v) {
+    return (uint64_t)InterlockedAnd64((volatile LONG64 *)p, (LONG64)v); }
 static __forceinline uint64_t aring_exchange_u64(uint64_t *p, uint64_t v) {
     return (uint64_t)InterlockedExchange64((volatile LONG64 *)p, (LONG64)v); }
 static __forceinline uint64_t aring_fetch_add_u64(uint64_t *p, uint64_t v) {
@@ -76,6 +78,7 @@ static inline int aring_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired
     return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); }
 static inline uint32_t aring_fetch_or_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t aring_fetch_or_u64(uint64_t *p, uint64_t v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t aring_fetch_and_u64(uint64_t *p, uint64_t v) { return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t aring_exchange_u64(uint64_t *p, uint64_t v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t aring_fetch_add_u64(uint64_t *p, uint64_t v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
 static inline void aring_fence_seqcst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
@@ -103,17 +106,27 @@ typedef struct {
 typedef struct { uint64_t value; char _pad[ARING_LINE - 8]; } aring_line_u64;
 typedef struct { uint32_t value; char _pad[ARING_LINE - 4]; } aring_line_u32;
 
+/* A sleeper sets its flag and the position that would satisfy it; the other
+ * side writes the fd only once its cursor reaches that position. */
+typedef struct {
+    uint32_t flag;
+    uint32_t _pad0;
+    uint64_t wake_at;      /* writer: min reader position wanted */
+    char _pad[ARING_LINE - 16];
+} aring_waiter;
+
 typedef struct {
     uint32_t state;        /* ARING_SLOT_* */
     uint32_t pid;
     uint64_t position;     /* read position; only grows */
-    char _pad[ARING_LINE - 16];
+    uint64_t wake_at;      /* while sleeping: the write position wanted */
+    char _pad[ARING_LINE - 24];
 } aring_slot;
 
 typedef struct {
     aring_geometry geometry;          /* line 0: written once at creation */
     aring_line_u64 write_position;    /* line 1: the writer's cursor */
-    aring_line_u32 writer_waiting;    /* line 2: writer sleeps for space */
+    aring_waiter writer_waiting;      /* line 2: writer sleeps for space */
     aring_line_u64 readers_waiting;   /* line 3: bit i = reader slot i sleeps for data */
     aring_line_u64 notifier_writes;   /* line 4: wakeups actually sent (stats) */
     aring_slot slots[];               /* lines 5..: one per reader slot */

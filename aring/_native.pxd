@@ -24,15 +24,20 @@ cdef extern from "_aring.h" nogil:
     ctypedef struct aring_line_u32:
         uint32_t value
 
+    ctypedef struct aring_waiter:
+        uint32_t flag
+        uint64_t wake_at
+
     ctypedef struct aring_slot:
         uint32_t state
         uint32_t pid
         uint64_t position
+        uint64_t wake_at
 
     ctypedef struct aring_header:
         aring_geometry geometry
         aring_line_u64 write_position
-        aring_line_u32 writer_waiting
+        aring_waiter writer_waiting
         aring_line_u64 readers_waiting
         aring_line_u64 notifier_writes
         aring_slot slots[1]   # flexible array member in C
@@ -78,8 +83,8 @@ cdef class RingCore:
     cdef int _check_open(self) except -1
     cdef object _windows(self)
     cdef Py_ssize_t _space(self) except -2
-    cdef void _wake_readers(self) noexcept
-    cdef void _wake_writer(self) noexcept
+    cdef void _wake_readers(self, bint everyone) noexcept
+    cdef void _wake_writer(self, uint64_t position) noexcept
     cdef int _poll(self, int fd, double timeout) except -1
     cdef int _copy_in(self, uint64_t position, const char *src, Py_ssize_t n) except -1
     cdef int _copy_out(self, uint64_t position, char *dst, Py_ssize_t n) except -1

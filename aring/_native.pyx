@@ -56,6 +56,7 @@ cdef extern from "_aring.h" nogil:
     uint32_t aring_fetch_or_u32(uint32_t *p, uint32_t v)
     uint64_t aring_fetch_or_u64(uint64_t *p, uint64_t v)
     uint64_t aring_exchange_u64(uint64_t *p, uint64_t v)
+    uint64_t aring_fetch_and_u64(uint64_t *p, uint64_t v)
     uint64_t aring_fetch_add_u64(uint64_t *p, uint64_t v)
     void aring_fence_seqcst()
     int aring_popcount64(uint64_t v)
@@ -534,29 +535,36 @@ cdef class RingCore:
             raise BrokenResourceError("every reader of the ring has closed")
         return <Py_ssize_t> (self._cap - lag)
 
-    cdef void _wake_readers(self) noexcept:
+    cdef void _wake_readers(self, bint everyone) noexcept:
+        """After publishing: wake each sleeping reader whose wanted position is reached."""
         cdef aring_header *h = self._hdr
-        cdef uint64_t mask
+        cdef uint64_t mask, bit, w
         cdef int i
-        # Pairs with the seq_cst exchange of a reader setting its bit: either
-        # it sees our new cursor, or we see its bit here.
+        # Pairs with the seq_cst fetch_or of a reader setting its bit: either
+        # it sees our new cursor on its re-check, or we see its bit here.
         aring_fence_seqcst()
-        if aring_load_relaxed_u64(&h.readers_waiting.value) == 0:
+        mask = aring_load_relaxed_u64(&h.readers_waiting.value)
+        if mask == 0:
             return
-        mask = aring_exchange_u64(&h.readers_waiting.value, 0)
-        if mask:
-            aring_fetch_add_u64(&h.notifier_writes.value, aring_popcount64(mask))
+        w = aring_load_relaxed_u64(&h.write_position.value)
         while mask:
             i = aring_ctz64(mask)
+            bit = (<uint64_t> 1) << i
             mask &= mask - 1
-            aring_notifier_signal(self._notifier, self._reader_wfd[i])
+            if everyone or w >= aring_load_relaxed_u64(&h.slots[i].wake_at):
+                if aring_fetch_and_u64(&h.readers_waiting.value, ~bit) & bit:
+                    aring_fetch_add_u64(&h.notifier_writes.value, 1)
+                    aring_notifier_signal(self._notifier, self._reader_wfd[i])
 
-    cdef void _wake_writer(self) noexcept:
+    cdef void _wake_writer(self, uint64_t position) noexcept:
+        """After a reader moved to ``position`` (or left): wake the writer if it waits for that."""
         cdef aring_header *h = self._hdr
         aring_fence_seqcst()
-        if aring_load_acquire_u32(&h.writer_waiting.value) == 0:
+        if aring_load_acquire_u32(&h.writer_waiting.flag) == 0:
             return
-        if aring_exchange_u32(&h.writer_waiting.value, 0):
+        if position < aring_load_relaxed_u64(&h.writer_waiting.wake_at):
+            return
+        if aring_exchange_u32(&h.writer_waiting.flag, 0):
             aring_fetch_add_u64(&h.notifier_writes.value, 1)
             aring_notifier_signal(self._notifier, self._writer_wfd)
 
@@ -846,7 +854,7 @@ cdef class WriterEnd(_End):
         if core._mirrored:
             core._buffer._mirror(<Py_ssize_t> (w % core._cap), count)
         aring_store_release_u64(&core._hdr.write_position.value, w + count)
-        core._wake_readers()
+        core._wake_readers(False)
 
     cdef Py_ssize_t _try_write(self, const char *src, Py_ssize_t n, bint partial) except -1:
         """Copy in all n bytes (or, if partial, as many as fit); bytes written."""
@@ -867,7 +875,7 @@ cdef class WriterEnd(_End):
         if core._closed:
             raise ClosedResourceError("the ring was closed during the copy")
         aring_store_release_u64(&core._hdr.write_position.value, w + n)
-        core._wake_readers()
+        core._wake_readers(False)
         return n
 
     def try_write(self, data, *, bint partial=False):
@@ -904,9 +912,15 @@ cdef class WriterEnd(_End):
         cdef Py_ssize_t need = self._size_arg(n, "n", False)
         self._enter()
         cdef RingCore core = self._core
+        cdef aring_header *h = core._hdr
         if core._space() >= need:
             return False
-        aring_exchange_u32(&core._hdr.writer_waiting.value, 1)
+        # Every reader must reach w + need - capacity for `need` bytes to be free.
+        aring_store_release_u64(
+            &h.writer_waiting.wake_at,
+            aring_load_relaxed_u64(&h.write_position.value) + need - core._cap,
+        )
+        aring_exchange_u32(&h.writer_waiting.flag, 1)
         return core._space() < need
 
     def drain(self):
@@ -931,7 +945,7 @@ cdef class WriterEnd(_End):
         aring_fetch_or_u32(&core._hdr.geometry.flags, ARING_FLAG_WRITER_CLOSED)
         # Sleeping readers see EOF, and a thread of ours blocked in wait() on
         # this end sees the close.
-        core._wake_readers()
+        core._wake_readers(True)
         aring_notifier_signal(core._notifier, core._writer_wfd)
 
 
@@ -1054,8 +1068,9 @@ cdef class ReaderEnd(_End):
     cdef void _advance(self, Py_ssize_t count) noexcept:
         cdef RingCore core = self._core
         cdef uint64_t *pos = &core._hdr.slots[self._slot].position
-        aring_store_release_u64(pos, aring_load_relaxed_u64(pos) + count)
-        core._wake_writer()
+        cdef uint64_t moved = aring_load_relaxed_u64(pos) + count
+        aring_store_release_u64(pos, moved)
+        core._wake_writer(moved)
 
     def try_read(self, max_bytes=65536):
         """Up to max_bytes as bytes; None when empty; EndOfStream at EOF."""
@@ -1133,8 +1148,10 @@ cdef class ReaderEnd(_End):
         cdef bint eof
         self._enter()
         cdef RingCore core = self._core
+        cdef aring_slot *slot = &core._hdr.slots[self._slot]
         if self._readable(&eof) >= need or eof:
             return False
+        aring_store_release_u64(&slot.wake_at, aring_load_relaxed_u64(&slot.position) + need)
         aring_fetch_or_u64(&core._hdr.readers_waiting.value, (<uint64_t> 1) << self._slot)
         return not (self._readable(&eof) >= need or eof)
 
@@ -1161,7 +1178,7 @@ cdef class ReaderEnd(_End):
         core._ends.remove(self)
         # Wake the writer (more space, or nobody left) and a thread of ours
         # blocked in wait() on this end.
-        core._wake_writer()
+        core._wake_writer(<uint64_t> -1)
         aring_notifier_signal(core._notifier, core._reader_wfd[self._slot])
 
 
