@@ -1,0 +1,77 @@
+"""The command line: `python -m aring demo` moves data and reports it; bad input is refused."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+
+import pytest
+
+from aring.__main__ import main
+from aring._demo import run_demo
+from aring._units import format_size, parse_size
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1", 1), ("64KiB", 65536), ("1 MiB", 1 << 20), ("2GiB", 2 << 30), ("1_000kb", 1_000_000)],
+)
+def test_parse_size(text: str, value: int) -> None:
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "KiB", "1.5MiB", "-1", "12 parsecs"])
+def test_parse_size_refuses(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid size"):
+        parse_size(text)
+
+
+def test_format_size() -> None:
+    assert format_size(512) == "512 B"
+    assert format_size(1 << 30) == "1.00 GiB"
+
+
+@pytest.mark.parametrize("strategy", ["auto", "copy"])
+def test_demo_moves_every_byte(strategy: str) -> None:
+    out, progress = io.StringIO(), io.StringIO()
+    status = run_demo(
+        size=(8 << 20) + 12345,
+        capacity=64 << 10,
+        chunk=100_000,
+        notifier="pipe",
+        strategy=strategy,
+        verify=True,
+        out=out,
+        progress=progress,
+    )
+    text = out.getvalue()
+    assert status == 0, text
+    assert "checksum ok" in text
+    assert "GB/s" in text and "CPU s/GB" in text
+    assert "100%" in progress.getvalue()
+
+
+def test_demo_command_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aring", "demo", "--size", "16MiB", "--capacity", "1MiB"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "checksum ok" in done.stdout
+
+
+def test_demo_rejects_zero_chunk(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--chunk", "0"])
+    assert exit_info.value.code == 2
+    assert "--chunk must be at least 1 byte" in capsys.readouterr().err
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "demo" in capsys.readouterr().out
