@@ -2,7 +2,9 @@
 
 from ._capabilities import Capabilities, capabilities
 from ._native import DoubleMappedBuffer, ForkedError, MappingError
-from ._ring import Reader, Ring, SyncReader, SyncWriter, Writer
+from ._ring import Ring, open
+from ._streams import Reader, RingAttribute, Writer
+from ._sync import SyncReader, SyncWriter
 
 __all__ = [
     "Capabilities",
@@ -11,8 +13,10 @@ __all__ = [
     "MappingError",
     "Reader",
     "Ring",
+    "RingAttribute",
     "SyncReader",
     "SyncWriter",
     "Writer",
     "capabilities",
+    "open",
 ]

@@ -771,12 +771,20 @@ cdef class _End:
         return self._core._cap
 
     @property
+    def item_size(self):
+        return self._core._item
+
+    @property
     def notifier_fd(self):
         """The fd that becomes readable when this end should look again."""
         return self._notifier_fd()
 
     def _notifier_fd(self):
         raise NotImplementedError
+
+    def _check_size(self, n, bint allow_zero=False):
+        """``n`` checked as the nonblocking calls check it (async methods check up front)."""
+        return self._size_arg(n, "n", allow_zero)
 
     def _acquire(self):
         """Claim the end for this thread across several calls; returns a token for _release."""

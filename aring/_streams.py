@@ -1,0 +1,344 @@
+"""The ends as anyio streams: ``Writer`` is a ByteSendStream, ``Reader`` a ByteReceiveStream.
+
+Every ``async`` method is a checkpoint, also when it can finish at once: it
+checks for cancellation first (``checkpoint_if_cancelled``) and, when it did
+not have to wait, yields after the work with cancellation shielded, as anyio's
+own sockets do, so asyncio, uvloop and trio cancel alike.  A cancelled call has
+done nothing: ``send`` of up to ``capacity`` bytes copies all or nothing,
+``receive`` consumes nothing unless it returns.
+
+A task that must wait first yields once and looks again (a producer on the
+same loop usually refills the ring meanwhile, and no wakeup is needed), then
+arms the end's waiter flag and sleeps on the end's notifier through its event
+loop's backend.  Threads use the same ends through ``end.sync``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from anyio import BusyResourceError, EndOfStream, TypedAttributeSet, WouldBlock, typed_attribute
+from anyio.abc import ByteReceiveStream, ByteSendStream
+
+from . import _native
+from ._sync import DEFAULT_MAX_BYTES, SyncReader, SyncWriter, part_wait
+from .backends import Backend, Watch, current_backend
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+    from ._ring import Ring
+
+__all__ = ["Reader", "RingAttribute", "Writer"]
+
+
+class RingAttribute(TypedAttributeSet):
+    """Typed attributes of the ends, read with ``end.extra(RingAttribute.capacity)``."""
+
+    #: bytes the ring holds
+    capacity: int = typed_attribute()
+    #: bytes readable now (reader ends)
+    readable: int = typed_attribute()
+    #: bytes free now (the writer end)
+    writable: int = typed_attribute()
+    #: the end's notifier fd: readable when the end should look again
+    notifier_fd: int = typed_attribute()
+
+
+def _check_max_bytes(max_bytes: int) -> None:
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+        raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+
+
+def _bytes_view(data: Buffer) -> memoryview:
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"data must be a bytes-like object, not {type(data).__name__}") from None
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+class _TaskSide:
+    """What both ends share on the async side: task exclusion and sleeping on the notifier."""
+
+    _task_busy: bool
+    _watch: Watch | None
+    _pipe: bool
+
+    if TYPE_CHECKING:
+        # Provided by the native end this mixes into.
+        @property
+        def notifier_fd(self) -> int: ...
+        def arm(self, n: int = 1) -> bool: ...
+        def _acquire(self) -> int: ...
+        def _release(self, token: int) -> None: ...
+        def _kind(self) -> str: ...
+
+    def _init_task_side(self, ring: Ring) -> None:
+        self._task_busy = False
+        self._watch = None
+        self._pipe = ring.notifier == "pipe"
+
+    def _enter_task(self) -> int:
+        if self._task_busy:
+            raise BusyResourceError(f"another task is already using this {self._kind()}")
+        token = self._acquire()  # closed / forked / another thread: raises
+        self._task_busy = True
+        return token
+
+    def _leave_task(self, token: int) -> None:
+        self._task_busy = False
+        self._release(token)
+
+    async def _wait_until_armed(self, backend: Backend, n: int) -> None:
+        """Return once ``arm(n)`` says the end is ready; its errors (closed, broken) propagate."""
+        await backend.checkpoint()
+        if not self.arm(n):
+            return
+        watch = self._watch
+        if watch is None or watch.key is not backend.loop_key():
+            if watch is not None:
+                watch.close()
+            watch = self._watch = backend.watch(os.dup(self.notifier_fd), self._pipe)
+        await watch.wait()
+        while self.arm(n):
+            await watch.wait()
+
+    def _close_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
+
+    def __del__(self) -> None:
+        watch = getattr(self, "_watch", None)
+        if watch is not None:
+            watch.close()
+
+
+class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
+    """The writer end of a ring, and an ``anyio.abc.ByteSendStream``.
+
+    Async: ``send``, ``reserve``, ``aclose``.  Nonblocking: ``send_nowait``,
+    ``try_reserve``/``commit`` (zero-copy), ``try_write``.  Blocking, for
+    threads: ``writer.sync``.  A view from ``reserve``/``try_reserve`` is valid
+    until the next ``commit``; using it afterwards raises ``ValueError``.
+    """
+
+    def __init__(self, ring: Ring) -> None:
+        self._sync: SyncWriter | None = None
+        self._init_task_side(ring)
+
+    @property
+    def sync(self) -> SyncWriter:
+        """The blocking flavour of this end, for threads."""
+        if self._sync is None:
+            self._sync = SyncWriter(self)
+        return self._sync
+
+    async def send(self, item: Buffer) -> None:
+        """Copy ``item`` in, waiting for space.
+
+        Up to ``capacity`` bytes go in whole: if the call is cancelled, nothing
+        was sent.  Larger data goes in parts as the readers free space (half the
+        ring at a time), so a cancelled call may have sent a prefix.
+        ``BrokenResourceError`` once every reader has closed.
+        """
+        view = _bytes_view(item)
+        total = len(view)
+        backend = current_backend()
+        await backend.checkpoint_if_cancelled()
+        token = self._enter_task()
+        try:
+            if total <= self.capacity:
+                if self.try_write(view) or total == 0:
+                    if total == 0:
+                        self.writable()  # still raises if every reader left
+                    await backend.cancel_shielded_checkpoint()
+                    return
+                while True:
+                    await self._wait_until_armed(backend, total)
+                    if self.try_write(view):
+                        return
+            sent = 0
+            while sent < total:
+                sent += self.try_write(view[sent:], partial=True)
+                if sent < total:
+                    await self._wait_until_armed(backend, part_wait(self, total - sent))
+        finally:
+            self._leave_task(token)
+
+    def send_nowait(self, item: Buffer) -> None:
+        """Copy ``item`` in whole now, or raise ``anyio.WouldBlock`` (nothing sent)."""
+        view = _bytes_view(item)
+        if not self.try_write(view) and len(view):
+            raise WouldBlock
+        if not len(view):
+            self.writable()
+
+    async def reserve(self, n: int = 1) -> memoryview:
+        """A writable view of all free space (len >= n), waiting for it; then ``commit``."""
+        self._check_size(n)
+        backend = current_backend()
+        await backend.checkpoint_if_cancelled()
+        token = self._enter_task()
+        try:
+            view = self.try_reserve(n)
+            if view is not None:
+                await backend.cancel_shielded_checkpoint()
+                return view
+            while view is None:
+                await self._wait_until_armed(backend, n)
+                view = self.try_reserve(n)
+            return view
+        finally:
+            self._leave_task(token)
+
+    def close(self) -> None:
+        """End of stream for the readers once they drain what is left.  Idempotent."""
+        super().close()
+        self._close_watch()
+
+    async def aclose(self) -> None:
+        """``close()``, then a checkpoint: a cancelled ``aclose`` has still closed."""
+        self.close()
+        await current_backend().checkpoint()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {
+            RingAttribute.capacity: lambda: self.capacity,
+            RingAttribute.writable: self.writable,
+            RingAttribute.notifier_fd: lambda: self.notifier_fd,
+        }
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
+    """A reader end of a ring, and an ``anyio.abc.ByteReceiveStream``.
+
+    Async: ``receive``, ``receive_into``, ``peek``, ``aclose``.  Nonblocking:
+    ``receive_nowait``, ``try_peek``/``consume`` (zero-copy), ``try_read``,
+    ``try_read_into``.  Blocking, for threads: ``reader.sync``.  A view from
+    ``peek``/``try_peek`` is valid until the next ``consume``.
+    ``anyio.EndOfStream`` once the writer closed and everything was read.
+    """
+
+    def __init__(self, ring: Ring) -> None:
+        self._sync: SyncReader | None = None
+        self._init_task_side(ring)
+
+    @property
+    def sync(self) -> SyncReader:
+        """The blocking flavour of this end, for threads."""
+        if self._sync is None:
+            self._sync = SyncReader(self)
+        return self._sync
+
+    async def receive(self, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+        """Up to ``max_bytes`` bytes, waiting for at least one.
+
+        A cancelled call consumed nothing.
+        """
+        _check_max_bytes(max_bytes)
+        backend = current_backend()
+        await backend.checkpoint_if_cancelled()
+        token = self._enter_task()
+        try:
+            try:
+                data = self.try_read(max_bytes)
+            except EndOfStream:
+                await backend.cancel_shielded_checkpoint()  # EOF is an answer: still a checkpoint
+                raise
+            if data is not None:
+                await backend.cancel_shielded_checkpoint()
+                return data
+            while data is None:
+                await self._wait_until_armed(backend, 1)
+                data = self.try_read(max_bytes)
+            return data
+        finally:
+            self._leave_task(token)
+
+    def receive_nowait(self, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+        """Up to ``max_bytes`` readable bytes now, or ``anyio.WouldBlock``."""
+        _check_max_bytes(max_bytes)
+        data = self.try_read(max_bytes)
+        if data is None:
+            raise WouldBlock
+        return data
+
+    async def receive_into(self, buffer: Buffer) -> int:
+        """Copy readable bytes into ``buffer`` (at least one, waiting for it); the count."""
+        backend = current_backend()
+        await backend.checkpoint_if_cancelled()
+        token = self._enter_task()
+        try:
+            try:
+                count = self.try_read_into(buffer)
+            except EndOfStream:
+                await backend.cancel_shielded_checkpoint()  # EOF is an answer: still a checkpoint
+                raise
+            if count is not None:
+                await backend.cancel_shielded_checkpoint()
+                return count
+            while count is None:
+                await self._wait_until_armed(backend, 1)
+                count = self.try_read_into(buffer)
+            return count
+        finally:
+            self._leave_task(token)
+
+    async def peek(self, n: int = 1) -> memoryview:
+        """A read-only view of all readable bytes (len >= n, or the rest at EOF), waiting for n."""
+        self._check_size(n)
+        backend = current_backend()
+        await backend.checkpoint_if_cancelled()
+        token = self._enter_task()
+        try:
+            try:
+                view = self.try_peek(n)
+            except EndOfStream:
+                await backend.cancel_shielded_checkpoint()  # EOF is an answer: still a checkpoint
+                raise
+            if view is not None:
+                await backend.cancel_shielded_checkpoint()
+                return view
+            while view is None:
+                await self._wait_until_armed(backend, n)
+                view = self.try_peek(n)
+            return view
+        finally:
+            self._leave_task(token)
+
+    def close(self) -> None:
+        """Leave the ring: the slot is freed and the writer no longer waits for us."""
+        super().close()
+        self._close_watch()
+
+    async def aclose(self) -> None:
+        """``close()``, then a checkpoint: a cancelled ``aclose`` has still closed."""
+        self.close()
+        await current_backend().checkpoint()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {
+            RingAttribute.capacity: lambda: self.capacity,
+            RingAttribute.readable: self.readable,
+            RingAttribute.notifier_fd: lambda: self.notifier_fd,
+        }
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,87 @@
+"""trio: ``trio.lowlevel.wait_readable`` on the end's own fd.
+
+Closing follows trio's rule: ``notify_closing`` (which wakes a task waiting on
+the fd with ``trio.ClosedResourceError``) before ``os.close``, always in the
+run's own thread; from other threads the teardown is posted with the run's
+token.
+"""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+from . import drain_notifier
+
+__all__ = ["backend"]
+
+
+class TrioWatch:
+    __slots__ = ("_closed", "_fd", "_pipe", "_token")
+
+    def __init__(self, token: trio.lowlevel.TrioToken, fd: int, pipe: bool) -> None:
+        self._token = token
+        self._fd = fd
+        self._pipe = pipe
+        self._closed = False
+
+    @property
+    def key(self) -> object:
+        return self._token
+
+    async def wait(self) -> None:
+        if self._closed:
+            return
+        try:
+            await trio.lowlevel.wait_readable(self._fd)
+        except trio.ClosedResourceError:  # closed by another task: the caller sees why
+            return
+        drain_notifier(self._fd, self._pipe)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            here = trio.lowlevel.current_trio_token() is self._token
+        except RuntimeError:
+            here = False
+        if here:
+            self._teardown()
+            return
+        try:
+            self._token.run_sync_soon(self._teardown)
+        except trio.RunFinishedError:
+            os.close(self._fd)
+
+    def _teardown(self) -> None:
+        trio.lowlevel.notify_closing(self._fd)
+        os.close(self._fd)
+
+    def __del__(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
+
+
+class TrioBackend:
+    name = "trio"
+
+    def loop_key(self) -> object:
+        return trio.lowlevel.current_trio_token()
+
+    def watch(self, fd: int, pipe: bool) -> TrioWatch:
+        return TrioWatch(trio.lowlevel.current_trio_token(), fd, pipe)
+
+    async def checkpoint(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def checkpoint_if_cancelled(self) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    async def cancel_shielded_checkpoint(self) -> None:
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+
+backend = TrioBackend()
