@@ -1,25 +1,28 @@
 """The ends as anyio streams: ``Writer`` is a ByteSendStream, ``Reader`` a ByteReceiveStream.
 
-Every ``async`` method is a checkpoint, also when it can finish at once: it
-checks for cancellation first (``checkpoint_if_cancelled``) and, when it did
-not have to wait, yields after the work with cancellation shielded, as anyio's
-own sockets do, so asyncio, uvloop and trio cancel alike.  A cancelled call has
-done nothing: ``send`` of up to ``capacity`` bytes copies all or nothing,
-``receive`` consumes nothing unless it returns.
+Every ``async`` method is a checkpoint, also when it can finish at once.  As
+anyio's memory object streams do, it yields first (a cancel point and a
+schedule point) and only then does its work, which is synchronous unless it
+has to wait: a call cancelled at its checkpoint or while waiting has done
+nothing.  ``send`` of up to ``capacity`` bytes copies all or nothing,
+``receive`` consumes nothing unless it returns.  asyncio, uvloop and trio
+cancel alike.
 
-A task that must wait first yields once and looks again (a producer on the
-same loop usually refills the ring meanwhile, and no wakeup is needed), then
-arms the end's waiter flag and sleeps on the end's notifier through its event
-loop's backend.  Threads use the same ends through ``end.sync``.
+A task that must wait first yields and looks again (a producer on the same
+loop usually refills the ring meanwhile, and no wakeup is needed: once more on
+asyncio, whose ready queue is FIFO; a few times on trio, whose batches run in
+random order), then arms the end's waiter flag and sleeps on the end's
+notifier through its event loop's backend.  Threads use the same ends through
+``end.sync``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from anyio import BusyResourceError, EndOfStream, TypedAttributeSet, WouldBlock, typed_attribute
+from anyio import BusyResourceError, TypedAttributeSet, WouldBlock, typed_attribute
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import _native
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Reader", "RingAttribute", "Writer"]
 
+_T = TypeVar("_T")
+
 
 class RingAttribute(TypedAttributeSet):
     """Typed attributes of the ends, read with ``end.extra(RingAttribute.capacity)``."""
@@ -45,6 +50,8 @@ class RingAttribute(TypedAttributeSet):
     writable: int = typed_attribute()
     #: the end's notifier fd: readable when the end should look again
     notifier_fd: int = typed_attribute()
+    #: the ring this end belongs to (``notifier_writes``, ``strategy``...)
+    ring: Ring = typed_attribute()
 
 
 def _check_max_bytes(max_bytes: int) -> None:
@@ -68,6 +75,7 @@ class _TaskSide:
     _task_busy: bool
     _watch: Watch | None
     _pipe: bool
+    _ring: Ring
 
     if TYPE_CHECKING:
         # Provided by the native end this mixes into.
@@ -77,11 +85,13 @@ class _TaskSide:
         def _acquire(self) -> int: ...
         def _release(self, token: int) -> None: ...
         def _kind(self) -> str: ...
+        def _ready(self, n: int) -> bool: ...
 
     def _init_task_side(self, ring: Ring) -> None:
         self._task_busy = False
         self._watch = None
         self._pipe = ring.notifier == "pipe"
+        self._ring = ring
 
     def _enter_task(self) -> int:
         if self._task_busy:
@@ -94,9 +104,26 @@ class _TaskSide:
         self._task_busy = False
         self._release(token)
 
-    async def _wait_until_armed(self, backend: Backend, n: int) -> None:
-        """Return once ``arm(n)`` says the end is ready; its errors (closed, broken) propagate."""
+    async def _run(self, attempt: Callable[[], _T | None], n: int) -> _T:
+        """Checkpoint, then ``attempt()`` until it has a result, waiting for ``n`` between tries."""
+        backend = current_backend()
         await backend.checkpoint()
+        token = self._enter_task()
+        try:
+            result = attempt()
+            while result is None:
+                await self._wait_until_ready(backend, n)
+                result = attempt()
+            return result
+        finally:
+            self._leave_task(token)
+
+    async def _wait_until_ready(self, backend: Backend, n: int) -> None:
+        """Return once ``arm(n)`` says the end is ready; its errors (closed, broken) propagate."""
+        for _ in range(backend.yields_before_sleep):
+            await backend.checkpoint()
+            if self._ready(n):
+                return
         if not self.arm(n):
             return
         watch = self._watch
@@ -149,27 +176,31 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
         """
         view = _bytes_view(item)
         total = len(view)
+        if total <= self.capacity:
+            if total == 0:
+                await self._run(self._nothing_to_send, 1)
+                return
+            await self._run(lambda: self.try_write(view) or None, total)
+            return
         backend = current_backend()
-        await backend.checkpoint_if_cancelled()
+        await backend.checkpoint()
         token = self._enter_task()
         try:
-            if total <= self.capacity:
-                if self.try_write(view) or total == 0:
-                    if total == 0:
-                        self.writable()  # still raises if every reader left
-                    await backend.cancel_shielded_checkpoint()
-                    return
-                while True:
-                    await self._wait_until_armed(backend, total)
-                    if self.try_write(view):
-                        return
             sent = 0
-            while sent < total:
+            while True:
                 sent += self.try_write(view[sent:], partial=True)
-                if sent < total:
-                    await self._wait_until_armed(backend, part_wait(self, total - sent))
+                if sent == total:
+                    return
+                await self._wait_until_ready(backend, part_wait(self, total - sent))
         finally:
             self._leave_task(token)
+
+    def _ready(self, n: int) -> bool:
+        return self.writable() >= n
+
+    def _nothing_to_send(self) -> bool:
+        self.writable()  # an empty send still raises if every reader left
+        return True
 
     def send_nowait(self, item: Buffer) -> None:
         """Copy ``item`` in whole now, or raise ``anyio.WouldBlock`` (nothing sent)."""
@@ -182,20 +213,7 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
     async def reserve(self, n: int = 1) -> memoryview:
         """A writable view of all free space (len >= n), waiting for it; then ``commit``."""
         self._check_size(n)
-        backend = current_backend()
-        await backend.checkpoint_if_cancelled()
-        token = self._enter_task()
-        try:
-            view = self.try_reserve(n)
-            if view is not None:
-                await backend.cancel_shielded_checkpoint()
-                return view
-            while view is None:
-                await self._wait_until_armed(backend, n)
-                view = self.try_reserve(n)
-            return view
-        finally:
-            self._leave_task(token)
+        return await self._run(lambda: self.try_reserve(n), n)
 
     def close(self) -> None:
         """End of stream for the readers once they drain what is left.  Idempotent."""
@@ -213,6 +231,7 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
             RingAttribute.capacity: lambda: self.capacity,
             RingAttribute.writable: self.writable,
             RingAttribute.notifier_fd: lambda: self.notifier_fd,
+            RingAttribute.ring: lambda: self._ring,
         }
 
     def __enter__(self) -> Writer:
@@ -249,24 +268,10 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
         A cancelled call consumed nothing.
         """
         _check_max_bytes(max_bytes)
-        backend = current_backend()
-        await backend.checkpoint_if_cancelled()
-        token = self._enter_task()
-        try:
-            try:
-                data = self.try_read(max_bytes)
-            except EndOfStream:
-                await backend.cancel_shielded_checkpoint()  # EOF is an answer: still a checkpoint
-                raise
-            if data is not None:
-                await backend.cancel_shielded_checkpoint()
-                return data
-            while data is None:
-                await self._wait_until_armed(backend, 1)
-                data = self.try_read(max_bytes)
-            return data
-        finally:
-            self._leave_task(token)
+        return await self._run(lambda: self.try_read(max_bytes), 1)
+
+    def _ready(self, n: int) -> bool:
+        return self.readable() >= n or self.at_eof()
 
     def receive_nowait(self, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         """Up to ``max_bytes`` readable bytes now, or ``anyio.WouldBlock``."""
@@ -278,46 +283,12 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
 
     async def receive_into(self, buffer: Buffer) -> int:
         """Copy readable bytes into ``buffer`` (at least one, waiting for it); the count."""
-        backend = current_backend()
-        await backend.checkpoint_if_cancelled()
-        token = self._enter_task()
-        try:
-            try:
-                count = self.try_read_into(buffer)
-            except EndOfStream:
-                await backend.cancel_shielded_checkpoint()  # EOF is an answer: still a checkpoint
-                raise
-            if count is not None:
-                await backend.cancel_shielded_checkpoint()
-                return count
-            while count is None:
-                await self._wait_until_armed(backend, 1)
-                count = self.try_read_into(buffer)
-            return count
-        finally:
-            self._leave_task(token)
+        return await self._run(lambda: self.try_read_into(buffer), 1)
 
     async def peek(self, n: int = 1) -> memoryview:
         """A read-only view of all readable bytes (len >= n, or the rest at EOF), waiting for n."""
         self._check_size(n)
-        backend = current_backend()
-        await backend.checkpoint_if_cancelled()
-        token = self._enter_task()
-        try:
-            try:
-                view = self.try_peek(n)
-            except EndOfStream:
-                await backend.cancel_shielded_checkpoint()  # EOF is an answer: still a checkpoint
-                raise
-            if view is not None:
-                await backend.cancel_shielded_checkpoint()
-                return view
-            while view is None:
-                await self._wait_until_armed(backend, n)
-                view = self.try_peek(n)
-            return view
-        finally:
-            self._leave_task(token)
+        return await self._run(lambda: self.try_peek(n), n)
 
     def close(self) -> None:
         """Leave the ring: the slot is freed and the writer no longer waits for us."""
@@ -335,6 +306,7 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
             RingAttribute.capacity: lambda: self.capacity,
             RingAttribute.readable: self.readable,
             RingAttribute.notifier_fd: lambda: self.notifier_fd,
+            RingAttribute.ring: lambda: self._ring,
         }
 
     def __enter__(self) -> Reader:

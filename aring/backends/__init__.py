@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable
 from typing import Protocol
 
 __all__ = ["Backend", "Watch", "current_backend", "drain_notifier"]
@@ -39,13 +40,16 @@ class Watch(Protocol):
 
 class Backend(Protocol):
     name: str
+    #: how often a task yields and looks again before it arms and sleeps
+    yields_before_sleep: int
 
     def loop_key(self) -> object: ...
 
     def watch(self, fd: int, pipe: bool) -> Watch:
         """A watch on ``fd`` (a duplicate it now owns) in the running loop."""
 
-    async def checkpoint(self) -> None: ...
+    def checkpoint(self) -> Awaitable[None]:
+        """A cancel point and a schedule point."""
 
     async def checkpoint_if_cancelled(self) -> None: ...
 
@@ -64,17 +68,26 @@ def drain_notifier(fd: int, pipe: bool) -> None:
         pass
 
 
+_backends: dict[str, Backend] = {}
+
+
 def current_backend() -> Backend:
     """The backend of the event loop running this task."""
     if asyncio._get_running_loop() is not None:
-        from ._asyncio import backend
+        try:
+            return _backends["asyncio"]
+        except KeyError:
+            from ._asyncio import backend
 
-        return backend
+            return _backends.setdefault("asyncio", backend)
     trio = sys.modules.get("trio")
     if trio is not None and trio.lowlevel.in_trio_task():
-        from ._trio import backend as trio_backend
+        try:
+            return _backends["trio"]
+        except KeyError:
+            from ._trio import backend as trio_backend
 
-        return trio_backend
+            return _backends.setdefault("trio", trio_backend)
     raise RuntimeError(
         "aring's async methods need a running asyncio (or uvloop) or trio event loop; "
         "from a thread, use the blocking flavour: end.sync"

@@ -9,6 +9,7 @@ token.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable
 
 import trio
 
@@ -37,7 +38,10 @@ class TrioWatch:
             await trio.lowlevel.wait_readable(self._fd)
         except trio.ClosedResourceError:  # closed by another task: the caller sees why
             return
-        drain_notifier(self._fd, self._pipe)
+        # A teardown posted from another thread may have run while this task
+        # was being rescheduled; the fd number may even be reused by now.
+        if self._fd >= 0:
+            drain_notifier(self._fd, self._pipe)
 
     def close(self) -> None:
         if self._closed:
@@ -53,20 +57,24 @@ class TrioWatch:
         try:
             self._token.run_sync_soon(self._teardown)
         except trio.RunFinishedError:
-            os.close(self._fd)
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
     def _teardown(self) -> None:
-        trio.lowlevel.notify_closing(self._fd)
-        os.close(self._fd)
+        fd, self._fd = self._fd, -1
+        trio.lowlevel.notify_closing(fd)
+        os.close(fd)
 
     def __del__(self) -> None:
         if not self._closed:
             self._closed = True
-            os.close(self._fd)
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
 
 class TrioBackend:
     name = "trio"
+    yields_before_sleep = 4
 
     def loop_key(self) -> object:
         return trio.lowlevel.current_trio_token()
@@ -74,8 +82,8 @@ class TrioBackend:
     def watch(self, fd: int, pipe: bool) -> TrioWatch:
         return TrioWatch(trio.lowlevel.current_trio_token(), fd, pipe)
 
-    async def checkpoint(self) -> None:
-        await trio.lowlevel.checkpoint()
+    def checkpoint(self) -> Awaitable[None]:
+        return trio.lowlevel.checkpoint()
 
     async def checkpoint_if_cancelled(self) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
