@@ -67,7 +67,12 @@ static __forceinline uint64_t aring_fetch_add_u64(uint64_t *p, uint64_t v) {
 static __forceinline void aring_fence_seqcst(void) { MemoryBarrier(); }
 static __forceinline int aring_popcount64(uint64_t v) { return (int)__popcnt64(v); }
 static __forceinline int aring_ctz64(uint64_t v) { unsigned long i; _BitScanForward64(&i, v); return (int)i; }
+static __forceinline void aring_cpu_relax(void) { YieldProcessor(); }
+static __forceinline uint64_t aring_now_ns(void) {
+    LARGE_INTEGER f, c; QueryPerformanceFrequency(&f); QueryPerformanceCounter(&c);
+    return (uint64_t)((double)c.QuadPart * 1e9 / (double)f.QuadPart); }
 #else
+#include <time.h>
 static inline uint64_t aring_load_acquire_u64(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline uint64_t aring_load_relaxed_u64(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void aring_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
@@ -84,6 +89,19 @@ static inline uint64_t aring_fetch_add_u64(uint64_t *p, uint64_t v) { return __a
 static inline void aring_fence_seqcst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 static inline int aring_popcount64(uint64_t v) { return __builtin_popcountll(v); }
 static inline int aring_ctz64(uint64_t v) { return __builtin_ctzll(v); }
+/* A spin-wait hint: lets the sibling hyperthread run and saves power. */
+static inline void aring_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield");
+#endif
+}
+static inline uint64_t aring_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 #endif
 
 /* ------------------------------------------------------- control header */

@@ -99,7 +99,10 @@ cdef class _End:
     cdef unsigned long _generation
     cdef list _views
 
+    cdef uint64_t _spin_ns        # adaptive: how long wait() spins before it sleeps
+
     cdef int _enter(self) except -1
+    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil
     cdef unsigned long _claim(self) except? 1
     cdef void _release_views(self) noexcept
     cdef Py_ssize_t _size_arg(self, object n, str what, bint allow_zero) except -1
@@ -109,11 +112,13 @@ cdef class WriterEnd(_End):
     cdef Py_ssize_t _reserved
 
     cdef Py_ssize_t _try_write(self, const char *src, Py_ssize_t n, bint partial) except -1
+    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil
 
 
 cdef class ReaderEnd(_End):
     cdef int _slot
 
     cdef Py_ssize_t _readable(self, bint *eof) except -1
+    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil
     cdef uint64_t _join_position(self, aring_header *h, int own)
     cdef void _advance(self, Py_ssize_t count) noexcept

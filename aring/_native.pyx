@@ -77,6 +77,8 @@ cdef extern from "_aring.h" nogil:
     void aring_notifier_drain(int kind, int rfd)
     int aring_install_fork_hook()
     unsigned long aring_fork_generation()
+    void aring_cpu_relax()
+    uint64_t aring_now_ns()
 
 cdef extern from "<poll.h>" nogil:
     cdef struct pollfd:
@@ -710,6 +712,10 @@ cdef class _End:
         self._core = core
         self._generation = aring_fork_generation()
         self._views = []
+        self._spin_ns = _SPIN_START_NS
+
+    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil:
+        return True
 
     cdef int _enter(self) except -1:
         if self._closed:
@@ -821,6 +827,26 @@ cdef class WriterEnd(_End):
 
     def _kind(self):
         return "writer"
+
+    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil:
+        # Enough space, or something to report (closed, no readers): look again.
+        cdef aring_header *h = self._core._hdr
+        cdef uint64_t cap = self._core._cap
+        cdef uint64_t w = aring_load_relaxed_u64(&h.write_position.value)
+        cdef uint64_t lag = 0, r
+        cdef uint32_t i
+        cdef bint any_active = False
+        if self._closed or self._core._closed:
+            return True
+        if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
+            return cap - w >= <uint64_t> need
+        for i in range(self._core._max_readers):
+            if aring_load_acquire_u32(&h.slots[i].state) == ARING_SLOT_ACTIVE:
+                any_active = True
+                r = aring_load_acquire_u64(&h.slots[i].position)
+                if w - r > lag:
+                    lag = w - r
+        return not any_active or cap - lag >= <uint64_t> need
 
     def _notifier_fd(self):
         self._enter()
@@ -1006,6 +1032,15 @@ cdef class ReaderEnd(_End):
     def _kind(self):
         return "reader"
 
+    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil:
+        cdef aring_header *h = self._core._hdr
+        if self._closed or self._core._closed:
+            return True
+        if aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_WRITER_CLOSED:
+            return True
+        return (aring_load_acquire_u64(&h.write_position.value)
+                - aring_load_relaxed_u64(&h.slots[self._slot].position)) >= <uint64_t> need
+
     def _notifier_fd(self):
         self._enter()
         return self._core._reader_rfd[self._slot]
@@ -1190,6 +1225,37 @@ cdef class ReaderEnd(_End):
         aring_notifier_signal(core._notifier, core._reader_wfd[self._slot])
 
 
+# A thread about to sleep first spins (GIL released) for a few microseconds:
+# when the other side is busy, the data or space usually arrives by then and
+# neither side pays a notifier write and a wakeup.  The spin adapts: it grows
+# while it succeeds and shrinks while it fails, so an idle peer costs little.
+# With one CPU there is no one to spin for.
+cdef uint64_t _SPIN_MAX_NS = 50_000 if (_os.cpu_count() or 1) > 1 else 0
+cdef uint64_t _SPIN_MIN_NS = 1_000 if _SPIN_MAX_NS else 0
+cdef uint64_t _SPIN_START_NS = 10_000 if _SPIN_MAX_NS else 0
+
+
+cdef void _spin(_End end, Py_ssize_t need):
+    cdef RingCore core = end._core
+    cdef uint64_t deadline
+    cdef bint ready = False
+    cdef int i
+    core._inflight += 1   # close() from another thread waits: the header stays mapped
+    with nogil:
+        deadline = aring_now_ns() + end._spin_ns
+        while not ready:
+            for i in range(32):
+                aring_cpu_relax()
+            ready = end._ready_nogil(need)
+            if aring_now_ns() >= deadline:
+                break
+    core._inflight -= 1
+    if ready:
+        end._spin_ns = min(end._spin_ns * 2, _SPIN_MAX_NS)
+    else:
+        end._spin_ns = max(end._spin_ns // 2, _SPIN_MIN_NS)
+
+
 cdef object _wait(_End end, Py_ssize_t need, object timeout):
     """The blocking wait of either end: arm, poll without the GIL, drain, again."""
     cdef double limit = -1.0
@@ -1205,6 +1271,8 @@ cdef object _wait(_End end, Py_ssize_t need, object timeout):
         deadline = _time.monotonic() + limit
     previous = end._claim()
     try:
+        if end._spin_ns and not end._ready_nogil(need):
+            _spin(end, need)
         while end.arm(need):
             if timeout is not None:
                 left = deadline - _time.monotonic()
