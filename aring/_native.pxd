@@ -100,6 +100,7 @@ cdef class _End:
     cdef list _views
 
     cdef uint64_t _spin_ns        # adaptive: how long wait() spins before it sleeps
+    cdef bint _task_busy          # an async call of some task is in progress
 
     cdef int _enter(self) except -1
     cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil

@@ -792,6 +792,18 @@ cdef class _End:
         """``n`` checked as the nonblocking calls check it (async methods check up front)."""
         return self._size_arg(n, "n", allow_zero)
 
+    def _enter_task(self):
+        """An async call begins: one task at a time per end; returns a token for _leave_task."""
+        if self._task_busy:
+            raise BusyResourceError(f"another task is already using this {self._kind()}")
+        cdef unsigned long token = self._claim()   # closed / forked / another thread: raises
+        self._task_busy = True
+        return token
+
+    def _leave_task(self, unsigned long token):
+        self._task_busy = False
+        self._owner = token
+
     def _acquire(self):
         """Claim the end for this thread across several calls; returns a token for _release."""
         return self._claim()

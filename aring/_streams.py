@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from anyio import BusyResourceError, TypedAttributeSet, WouldBlock, typed_attribute
+from anyio import TypedAttributeSet, WouldBlock, typed_attribute
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import _native
@@ -72,7 +72,6 @@ def _bytes_view(data: Buffer) -> memoryview:
 class _TaskSide:
     """What both ends share on the async side: task exclusion and sleeping on the notifier."""
 
-    _task_busy: bool
     _watch: Watch | None
     _pipe: bool
     _ring: Ring
@@ -82,27 +81,15 @@ class _TaskSide:
         @property
         def notifier_fd(self) -> int: ...
         def arm(self, n: int = 1) -> bool: ...
-        def _acquire(self) -> int: ...
-        def _release(self, token: int) -> None: ...
+        def _enter_task(self) -> int: ...
+        def _leave_task(self, token: int) -> None: ...
         def _kind(self) -> str: ...
         def _ready(self, n: int) -> bool: ...
 
     def _init_task_side(self, ring: Ring) -> None:
-        self._task_busy = False
         self._watch = None
         self._pipe = ring.notifier == "pipe"
         self._ring = ring
-
-    def _enter_task(self) -> int:
-        if self._task_busy:
-            raise BusyResourceError(f"another task is already using this {self._kind()}")
-        token = self._acquire()  # closed / forked / another thread: raises
-        self._task_busy = True
-        return token
-
-    def _leave_task(self, token: int) -> None:
-        self._task_busy = False
-        self._release(token)
 
     async def _run(self, attempt: Callable[[], _T | None], n: int) -> _T:
         """Checkpoint, then ``attempt()`` until it has a result, waiting for ``n`` between tries."""
@@ -174,14 +161,23 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
         ring at a time), so a cancelled call may have sent a prefix.
         ``BrokenResourceError`` once every reader has closed.
         """
-        view = _bytes_view(item)
+        view = item if type(item) is bytes else _bytes_view(item)
         total = len(view)
         if total <= self.capacity:
             if total == 0:
                 await self._run(self._nothing_to_send, 1)
                 return
-            await self._run(lambda: self.try_write(view) or None, total)
+            # _run inlined: this is the hot path.
+            backend = current_backend()
+            await backend.checkpoint()
+            token = self._enter_task()
+            try:
+                while not self.try_write(view):
+                    await self._wait_until_ready(backend, total)
+            finally:
+                self._leave_task(token)
             return
+        view = _bytes_view(item)
         backend = current_backend()
         await backend.checkpoint()
         token = self._enter_task()
@@ -267,8 +263,20 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
 
         A cancelled call consumed nothing.
         """
-        _check_max_bytes(max_bytes)
-        return await self._run(lambda: self.try_read(max_bytes), 1)
+        if type(max_bytes) is not int or max_bytes < 1:
+            _check_max_bytes(max_bytes)
+        # _run inlined: this is the hot path.
+        backend = current_backend()
+        await backend.checkpoint()
+        token = self._enter_task()
+        try:
+            data = self.try_read(max_bytes)
+            while data is None:
+                await self._wait_until_ready(backend, 1)
+                data = self.try_read(max_bytes)
+            return data
+        finally:
+            self._leave_task(token)
 
     def _ready(self, n: int) -> bool:
         return self.readable() >= n or self.at_eof()

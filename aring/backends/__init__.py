@@ -9,9 +9,9 @@ fds from any thread without pulling an fd out from under a loop.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
+from asyncio import _get_running_loop
 from collections.abc import Awaitable
 from typing import Protocol
 
@@ -68,26 +68,26 @@ def drain_notifier(fd: int, pipe: bool) -> None:
         pass
 
 
-_backends: dict[str, Backend] = {}
+_asyncio_backend: Backend | None = None
+_trio_backend: Backend | None = None
 
 
 def current_backend() -> Backend:
     """The backend of the event loop running this task."""
-    if asyncio._get_running_loop() is not None:
-        try:
-            return _backends["asyncio"]
-        except KeyError:
+    global _asyncio_backend, _trio_backend
+    if _get_running_loop() is not None:
+        if _asyncio_backend is None:
             from ._asyncio import backend
 
-            return _backends.setdefault("asyncio", backend)
+            _asyncio_backend = backend
+        return _asyncio_backend
     trio = sys.modules.get("trio")
     if trio is not None and trio.lowlevel.in_trio_task():
-        try:
-            return _backends["trio"]
-        except KeyError:
+        if _trio_backend is None:
             from ._trio import backend as trio_backend
 
-            return _backends.setdefault("trio", trio_backend)
+            _trio_backend = trio_backend
+        return _trio_backend
     raise RuntimeError(
         "aring's async methods need a running asyncio (or uvloop) or trio event loop; "
         "from a thread, use the blocking flavour: end.sync"
