@@ -1,6 +1,7 @@
 """aring: an async-first double-mapped byte ring for Python I/O."""
 
 from ._capabilities import Capabilities, capabilities
+from ._io import TransferStats, fill, pump
 from ._native import DoubleMappedBuffer, ForkedError, MappingError
 from ._ring import Ring, open
 from ._streams import Reader, RingAttribute, Writer
@@ -16,7 +17,10 @@ __all__ = [
     "RingAttribute",
     "SyncReader",
     "SyncWriter",
+    "TransferStats",
     "Writer",
     "capabilities",
+    "fill",
     "open",
+    "pump",
 ]

@@ -1,0 +1,285 @@
+"""Moving bytes between a ring and the kernel: ``pump`` (ring -> target), ``fill`` (back).
+
+One system call per contiguous region: a ring view is handed straight to
+``send``/``os.write`` (``recv_into``/``os.readv`` when filling), the double
+mapping making every region one buffer even across the wrap.  Bytes leave the
+ring only once the call that wrote them has returned, so a cancelled transfer
+loses nothing it reported as moved.
+
+Targets, by type:
+
+* ``socket.socket``: made non-blocking; waits for readiness on EAGAIN with the
+  running loop's fd wait (the socket is never handed to a loop transport).
+* ``int``: a pipe or socket fd, made non-blocking (the caller keeps ownership;
+  the fd is never closed here).
+* a regular file (an ``int`` fd or an object with ``fileno()``): files cannot
+  be polled, so each region goes to a worker thread (``anyio.to_thread``) for
+  one ``os.write``/``os.readv``.
+* an anyio ``ByteSendStream``/``ByteReceiveStream``: ``send`` gets a copy of the
+  region, since asyncio transports may keep a reference to the buffer they were
+  given after ``send`` returns (CPython 3.12+ and uvloop do), and the ring
+  would reuse that memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass
+
+import anyio
+from anyio import BrokenResourceError, EndOfStream
+from anyio.abc import ByteReceiveStream, ByteSendStream
+
+from ._streams import Reader, Writer
+
+__all__ = ["TransferStats", "fill", "pump"]
+
+#: errors that mean the peer went away: BrokenResourceError for the caller
+_BROKEN = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+#: the most one ``send``/``write`` to a stream copy takes, so copies stay cache-sized
+_COPY_LIMIT = 1 << 20
+
+
+@dataclass
+class TransferStats:
+    """Counters of one ``pump`` or ``fill``, updated as it runs.
+
+    ``syscalls`` counts the data-moving calls (send/recv_into/write/readv or
+    stream sends); ``regions`` the ring regions handed to them; ``waits`` the
+    times the target was not ready (EAGAIN) and the transfer waited for it.
+    """
+
+    bytes: int = 0
+    syscalls: int = 0
+    regions: int = 0
+    waits: int = 0
+
+
+def _is_regular_file(fd: int) -> bool:
+    return stat.S_ISREG(os.fstat(fd).st_mode)
+
+
+def _fileno(target: object) -> int | None:
+    if isinstance(target, int) and not isinstance(target, bool):
+        return target
+    fileno = getattr(target, "fileno", None)
+    if callable(fileno) and not isinstance(target, socket.socket):
+        try:
+            fd = fileno()
+        except (OSError, ValueError):
+            return None
+        return fd if isinstance(fd, int) else None
+    return None
+
+
+async def pump(
+    reader: Reader, dst: object, *, eof: bool = True, stats: TransferStats | None = None
+) -> int:
+    """Move everything ``reader`` receives to ``dst`` until the ring's end of stream.
+
+    Returns the number of bytes moved.  With ``eof=True`` the destination is
+    half-closed at the end (``shutdown(SHUT_WR)`` for a socket, ``send_eof()``
+    for an anyio stream that has it); it is never closed.  A peer that went
+    away raises ``anyio.BrokenResourceError``.
+    """
+    stats = stats if stats is not None else TransferStats()
+    if isinstance(dst, socket.socket):
+        await _pump_socket(reader, dst, stats)
+        if eof:
+            _shutdown_write(dst)
+    elif isinstance(dst, ByteSendStream):
+        await _pump_stream(reader, dst, stats)
+        if eof and hasattr(dst, "send_eof"):
+            await dst.send_eof()
+    else:
+        fd = _fileno(dst)
+        if fd is None:
+            raise TypeError(
+                "dst must be a socket.socket, a file descriptor, a file object or an "
+                f"anyio ByteSendStream, not {type(dst).__name__}"
+            )
+        if _is_regular_file(fd):
+            flush = getattr(dst, "flush", None)
+            if callable(flush):
+                flush()  # keep the order of what the file object buffered before us
+            await _pump_file(reader, fd, stats)
+        else:
+            await _pump_fd(reader, fd, stats)
+    return stats.bytes
+
+
+async def _next_region(reader: Reader) -> memoryview | None:
+    try:
+        return await reader.peek(1)
+    except EndOfStream:
+        return None
+
+
+async def _pump_socket(reader: Reader, sock: socket.socket, stats: TransferStats) -> None:
+    sock.setblocking(False)
+    while (view := await _next_region(reader)) is not None:
+        stats.regions += 1
+        while True:
+            try:
+                stats.syscalls += 1
+                sent = sock.send(view)
+            except BlockingIOError:
+                stats.waits += 1
+                await anyio.wait_writable(sock)
+                continue
+            except _BROKEN as exc:
+                raise BrokenResourceError(f"the peer closed the connection: {exc}") from exc
+            break
+        reader.consume(sent)
+        stats.bytes += sent
+
+
+async def _pump_fd(reader: Reader, fd: int, stats: TransferStats) -> None:
+    os.set_blocking(fd, False)
+    while (view := await _next_region(reader)) is not None:
+        stats.regions += 1
+        while True:
+            try:
+                stats.syscalls += 1
+                written = os.write(fd, view)
+            except BlockingIOError:
+                stats.waits += 1
+                await anyio.wait_writable(fd)
+                continue
+            except _BROKEN as exc:
+                raise BrokenResourceError(f"the reading end went away: {exc}") from exc
+            break
+        reader.consume(written)
+        stats.bytes += written
+
+
+async def _pump_file(reader: Reader, fd: int, stats: TransferStats) -> None:
+    while (view := await _next_region(reader)) is not None:
+        stats.regions += 1
+        stats.syscalls += 1
+        # The region stays in the ring until the write returned: the worker
+        # thread reads the ring's memory while this task waits.
+        written = await anyio.to_thread.run_sync(os.write, fd, view)
+        reader.consume(written)
+        stats.bytes += written
+
+
+async def _pump_stream(reader: Reader, dst: ByteSendStream, stats: TransferStats) -> None:
+    while (view := await _next_region(reader)) is not None:
+        stats.regions += 1
+        n = min(len(view), _COPY_LIMIT)
+        stats.syscalls += 1
+        await dst.send(bytes(view[:n]))  # a copy: the transport may keep what it is given
+        reader.consume(n)
+        stats.bytes += n
+
+
+def _shutdown_write(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise
+
+
+async def fill(
+    writer: Writer, src: object, *, eof: bool = True, stats: TransferStats | None = None
+) -> int:
+    """Move everything ``src`` produces into ``writer`` until ``src`` ends.
+
+    Returns the number of bytes moved.  With ``eof=True`` the writer is closed
+    at the end, which is end of stream for the ring's readers.  ``src`` is
+    never closed.
+    """
+    stats = stats if stats is not None else TransferStats()
+    if isinstance(src, socket.socket):
+        await _fill_socket(writer, src, stats)
+    elif isinstance(src, ByteReceiveStream):
+        await _fill_stream(writer, src, stats)
+    else:
+        fd = _fileno(src)
+        if fd is None:
+            raise TypeError(
+                "src must be a socket.socket, a file descriptor, a file object or an "
+                f"anyio ByteReceiveStream, not {type(src).__name__}"
+            )
+        if _is_regular_file(fd):
+            await _fill_file(writer, fd, stats)
+        else:
+            await _fill_fd(writer, fd, stats)
+    if eof:
+        await writer.aclose()
+    return stats.bytes
+
+
+async def _fill_socket(writer: Writer, sock: socket.socket, stats: TransferStats) -> None:
+    sock.setblocking(False)
+    while True:
+        view = await writer.reserve(1)
+        stats.regions += 1
+        while True:
+            try:
+                stats.syscalls += 1
+                got = sock.recv_into(view)
+            except BlockingIOError:
+                stats.waits += 1
+                await anyio.wait_readable(sock)
+                continue
+            except _BROKEN as exc:
+                writer.commit(0)
+                raise BrokenResourceError(f"the peer reset the connection: {exc}") from exc
+            break
+        writer.commit(got)
+        if not got:
+            return
+        stats.bytes += got
+
+
+async def _fill_fd(writer: Writer, fd: int, stats: TransferStats) -> None:
+    os.set_blocking(fd, False)
+    while True:
+        view = await writer.reserve(1)
+        stats.regions += 1
+        while True:
+            try:
+                stats.syscalls += 1
+                got = os.readv(fd, [view])
+            except BlockingIOError:
+                stats.waits += 1
+                await anyio.wait_readable(fd)
+                continue
+            except _BROKEN as exc:
+                writer.commit(0)
+                raise BrokenResourceError(f"the writing end went away: {exc}") from exc
+            break
+        writer.commit(got)
+        if not got:
+            return
+        stats.bytes += got
+
+
+async def _fill_file(writer: Writer, fd: int, stats: TransferStats) -> None:
+    while True:
+        view = await writer.reserve(1)
+        stats.regions += 1
+        stats.syscalls += 1
+        got = await anyio.to_thread.run_sync(os.readv, fd, [view])
+        writer.commit(got)
+        if not got:
+            return
+        stats.bytes += got
+
+
+async def _fill_stream(writer: Writer, src: ByteReceiveStream, stats: TransferStats) -> None:
+    while True:
+        try:
+            data = await src.receive(min(writer.capacity, _COPY_LIMIT))
+        except EndOfStream:
+            return
+        stats.syscalls += 1
+        stats.regions += 1
+        await writer.send(data)
+        stats.bytes += len(data)

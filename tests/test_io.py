@@ -1,0 +1,233 @@
+"""pump and fill against sockets, pipes, regular files and anyio streams, on every backend."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio import BrokenResourceError, create_task_group
+
+import aring
+from aring import TransferStats
+
+pytestmark = pytest.mark.anyio
+
+PAYLOAD = os.urandom(3 << 20)  # many times the 64 KiB ring: it wraps about 50 times
+
+
+async def _feed(writer: aring.Writer, data: bytes) -> None:
+    async with writer:
+        await writer.send(data)
+
+
+async def _drain(reader: aring.Reader) -> bytes:
+    got = bytearray()
+    async for chunk in reader:
+        got += chunk
+    return bytes(got)
+
+
+async def test_pump_and_fill_over_a_socketpair_with_half_close() -> None:
+    left, right = socket.socketpair()
+    with left, right, anyio.fail_after(30):
+        async with aring.open(1 << 16) as (w_out, r_out), aring.open(1 << 16) as (w_in, r_in):
+            out_stats, in_stats = TransferStats(), TransferStats()
+            received: list[bytes] = []
+            async with create_task_group() as tg:
+                tg.start_soon(_feed, w_out, PAYLOAD)
+                tg.start_soon(lambda: aring.pump(r_out, left, stats=out_stats))
+                tg.start_soon(lambda: aring.fill(w_in, right, stats=in_stats))
+
+                async def drain() -> None:
+                    received.append(await _drain(r_in))
+
+                tg.start_soon(drain)
+            assert received == [PAYLOAD]
+            assert out_stats.bytes == in_stats.bytes == len(PAYLOAD)
+            # one send per region handed out, plus retries after EAGAIN
+            assert out_stats.syscalls == out_stats.regions + out_stats.waits
+            assert in_stats.syscalls == in_stats.regions + in_stats.waits
+            # the half-close went through: right saw EOF, left can still receive
+            right.send(b"back")
+            assert left.recv(4) == b"back"
+
+
+async def test_pump_and_fill_over_pipes() -> None:
+    rfd, wfd = os.pipe()
+    try:
+        with anyio.fail_after(30):
+            async with aring.open(1 << 16) as (w1, r1), aring.open(1 << 16) as (w2, r2):
+                received: list[bytes] = []
+                async with create_task_group() as tg:
+                    tg.start_soon(_feed, w1, PAYLOAD)
+
+                    async def pump_then_close() -> None:
+                        await aring.pump(r1, wfd)
+                        os.close(wfd)  # pump never closes a borrowed fd
+
+                    tg.start_soon(pump_then_close)
+                    tg.start_soon(aring.fill, w2, rfd)
+
+                    async def drain() -> None:
+                        received.append(await _drain(r2))
+
+                    tg.start_soon(drain)
+                assert received == [PAYLOAD]
+    finally:
+        os.close(rfd)
+        with contextlib.suppress(OSError):
+            os.close(wfd)
+
+
+async def test_pump_to_and_fill_from_a_regular_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    with anyio.fail_after(30):
+        async with aring.open(1 << 16) as (w, r):
+            with target.open("wb") as f:
+                f.write(b"header:")  # buffered by the file object: pump flushes it first
+                async with create_task_group() as tg:
+                    tg.start_soon(_feed, w, PAYLOAD)
+                    moved = await aring.pump(r, f)
+            assert moved == len(PAYLOAD)
+        assert target.read_bytes() == b"header:" + PAYLOAD
+        async with aring.open(1 << 16) as (w, r):
+            with target.open("rb") as f:
+                stats = TransferStats()
+                async with create_task_group() as tg:
+                    tg.start_soon(lambda: aring.fill(w, f, stats=stats))
+                    data = await _drain(r)
+            assert data == b"header:" + PAYLOAD
+            assert stats.syscalls == stats.regions  # files never say EAGAIN
+
+
+async def test_pump_and_fill_with_anyio_streams() -> None:
+    with anyio.fail_after(30):
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            async with create_task_group() as tg, aring.open(1 << 16) as (w1, r1):
+                got: list[bytes] = []
+
+                async def serve() -> None:
+                    async def echo_into_ring(stream: anyio.abc.SocketStream) -> None:
+                        async with aring.open(1 << 16) as (w2, r2), create_task_group() as inner:
+                            inner.start_soon(aring.fill, w2, stream)
+
+                            async def collect() -> None:
+                                got.append(await _drain(r2))
+
+                            inner.start_soon(collect)
+                        tg.cancel_scope.cancel()
+
+                    await listener.serve(echo_into_ring)
+
+                tg.start_soon(serve)
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+                async with stream:
+                    tg.start_soon(_feed, w1, PAYLOAD)
+                    await aring.pump(r1, stream)  # eof=True: send_eof() on the stream
+            assert got == [PAYLOAD]
+
+
+async def test_a_peer_reset_is_a_broken_resource() -> None:
+    left, right = socket.socketpair()
+    with left, anyio.fail_after(30):
+        right.close()
+        async with aring.open(1 << 16) as (w, r):
+            w.try_write(b"x" * 1000)
+            with pytest.raises(BrokenResourceError, match="peer closed"):
+                await aring.pump(r, left)
+            assert r.readable() == 1000  # nothing was reported as moved
+
+
+async def test_cancelled_pump_loses_no_byte_it_reported() -> None:
+    left, right = socket.socketpair()
+    with left, right, anyio.fail_after(30):
+        left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        async with aring.open(1 << 16) as (w, r):
+            stats = TransferStats()
+            async with create_task_group() as tg:
+                tg.start_soon(_feed, w, PAYLOAD[: 1 << 20])
+                with anyio.move_on_after(0.2):
+                    await aring.pump(r, left, stats=stats)  # right is not read: it blocks
+                tg.cancel_scope.cancel()
+            assert 0 < stats.bytes < 1 << 20
+            right.setblocking(False)
+            got = bytearray()
+            while True:
+                try:
+                    chunk = right.recv(1 << 20)
+                except BlockingIOError:
+                    break
+                got += chunk
+            assert len(got) == stats.bytes
+            assert bytes(got) == PAYLOAD[: stats.bytes]
+            assert bytes(r.try_peek(1) or b"")[:16] == PAYLOAD[stats.bytes : stats.bytes + 16]
+
+
+async def test_bad_targets_are_refused() -> None:
+    async with aring.open(4096) as (w, r):
+        with pytest.raises(TypeError, match="dst must be a socket"):
+            await aring.pump(r, "not a target")
+        with pytest.raises(TypeError, match="src must be a socket"):
+            await aring.fill(w, 3.5)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_one_write_per_region_under_strace(tmp_path: Path) -> None:
+    """The kernel's own count: write(2) calls on the target fd equal the regions pumped."""
+    script = tmp_path / "pump_to_pipe.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys, anyio, aring, threading
+
+            async def main():
+                rfd, wfd = os.pipe()
+                def sink():
+                    while os.read(rfd, 1 << 20):
+                        pass
+                t = threading.Thread(target=sink)
+                t.start()
+                stats = aring.TransferStats()
+                async with aring.open(1 << 16) as (w, r):
+                    async with anyio.create_task_group() as tg:
+                        async def feed():
+                            async with w:
+                                for _ in range(400):
+                                    await w.send(b"z" * 40000)  # wraps the ring many times
+                        tg.start_soon(feed)
+                        await aring.pump(r, wfd, eof=False, stats=stats)
+                os.close(wfd)
+                t.join()
+                print(wfd, stats.regions, stats.syscalls, stats.waits)
+
+            anyio.run(main)
+            """
+        )
+    )
+    log = tmp_path / "strace.log"
+    done = subprocess.run(
+        ["strace", "-f", "-e", "trace=write", "-e", "abbrev=all", "-o", str(log),
+         sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    wfd, regions, syscalls, waits = map(int, done.stdout.split())
+    assert regions > 100
+    assert syscalls == regions + waits
+    # strace -f prefixes lines with the pid: "1234  write(7, ..."
+    counted = sum(
+        1 for line in log.read_text().splitlines() if f"write({wfd}," in line.split(None, 1)[-1]
+    )
+    assert counted == syscalls, (regions, syscalls, counted)
