@@ -7,7 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from ._demo import run_demo
+from ._relay import DEFAULT_CAPACITY, parse_address
 from ._units import parse_size
+
+LOOPS = ("asyncio", "uvloop", "trio")
 
 __all__ = ["main"]
 
@@ -34,7 +37,42 @@ def _build_parser() -> argparse.ArgumentParser:
         "--strategy", choices=("auto", "memfd", "shm", "file", "copy"), default="auto"
     )
     demo.add_argument("--no-verify", action="store_true", help="skip the CRC-32 check")
+
+    relay = commands.add_parser(
+        "relay",
+        help="forward TCP connections through rings",
+        description=(
+            "Accept TCP connections on --listen and forward each to --to, both directions "
+            "through a ring (one recv_into and one send per region); half-closes are "
+            "forwarded. Runs until SIGINT or SIGTERM."
+        ),
+    )
+    relay.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
+    relay.add_argument("--to", required=True, type=_address, metavar="HOST:PORT")
+    relay.add_argument("--loop", choices=LOOPS, default="uvloop" if _has_uvloop() else "asyncio")
+    relay.add_argument(
+        "--capacity",
+        type=parse_size,
+        default=DEFAULT_CAPACITY,
+        help=f"ring size per direction and connection ({DEFAULT_CAPACITY // 1024}KiB)",
+    )
+    relay.add_argument("--stats", action="store_true", help="print throughput once a second")
     return parser
+
+
+def _address(text: str) -> tuple[str, int]:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return sys.platform != "win32"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,6 +93,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except (ValueError, OSError) as exc:
             parser.exit(2, f"aring demo: error: {exc}\n")
+    if args.command == "relay":
+        from ._relay_cli import run_relay
+
+        try:
+            return run_relay(
+                listen=args.listen,
+                target=args.to,
+                loop=args.loop,
+                capacity=args.capacity,
+                show_stats=args.stats,
+                out=sys.stderr,
+            )
+        except OSError as exc:
+            parser.exit(1, f"aring relay: error: {exc}\n")
     parser.print_help()
     return 2
 

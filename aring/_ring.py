@@ -9,7 +9,8 @@ nonblocking calls and a blocking flavour under ``.sync`` for threads.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Literal, overload
 
 from anyio import ClosedResourceError
 
@@ -70,8 +71,31 @@ class Ring(_native.RingCore):
         )
 
 
-@asynccontextmanager
-async def open(
+@overload
+def open(
+    capacity: int,
+    *,
+    readers: Literal[1] = 1,
+    item_size: int = 1,
+    strategy: str = "auto",
+    path: str | bytes | None = None,
+    notifier: str = "auto",
+) -> AbstractAsyncContextManager[tuple[Writer, Reader]]: ...
+
+
+@overload
+def open(
+    capacity: int,
+    *,
+    readers: int,
+    item_size: int = 1,
+    strategy: str = "auto",
+    path: str | bytes | None = None,
+    notifier: str = "auto",
+) -> AbstractAsyncContextManager[tuple[Writer, *tuple[Reader, ...]]]: ...
+
+
+def open(
     capacity: int,
     *,
     readers: int = 1,
@@ -79,24 +103,25 @@ async def open(
     strategy: str = "auto",
     path: str | bytes | None = None,
     notifier: str = "auto",
-) -> AsyncIterator[tuple[Writer, *tuple[Reader, ...]]]:
+) -> AbstractAsyncContextManager[tuple[Writer, *tuple[Reader, ...]]]:
     """A new ring's ends for ``async with``: ``(writer, reader)``, or ``(writer, *readers)``.
 
     ``readers=k`` attaches k readers, each seeing every byte.  On exit the ends
     and the ring are closed (``BufferError`` if views of the ring's memory are
     still referenced then).
     """
-    ring = Ring(
-        capacity,
-        readers=readers,
-        item_size=item_size,
-        strategy=strategy,
-        path=path,
-        notifier=notifier,
-    )
+    options = {"item_size": item_size, "strategy": strategy, "path": path, "notifier": notifier}
+    return _opened(capacity, readers, options)
+
+
+@asynccontextmanager
+async def _opened(
+    capacity: int, readers: int, options: dict[str, Any]
+) -> AsyncIterator[tuple[Writer, *tuple[Reader, ...]]]:
+    ring = Ring(capacity, readers=readers, **options)  # on entry, not when open() is called
     try:
         writer = ring.writer()
-        readers_ = [ring.reader() for _ in range(ring.max_readers)]
-        yield (writer, *readers_)
+        ends = [ring.reader() for _ in range(ring.max_readers)]
+        yield (writer, *ends)
     finally:
         ring.close()

@@ -75,3 +75,29 @@ def test_demo_rejects_zero_chunk(capsys: pytest.CaptureFixture[str]) -> None:
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "demo" in capsys.readouterr().out
+
+
+def test_relay_refuses_a_bad_address(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["relay", "--listen", "nowhere", "--to", "127.0.0.1:1"])
+    assert exit_info.value.code == 2
+    assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_relay_reports_a_port_in_use() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "aring", "relay", "--listen", f"127.0.0.1:{port}",
+             "--to", "127.0.0.1:9"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert "aring relay: error:" in done.stderr and "in use" in done.stderr
