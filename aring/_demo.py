@@ -16,46 +16,13 @@ from typing import TextIO
 
 from anyio import EndOfStream
 
+from ._progress import Progress
 from ._ring import Ring
 from ._units import format_size
 
 __all__ = ["run_demo"]
 
 _PATTERN_BYTES = 4 << 20
-_PROGRESS_EVERY = 0.25
-
-
-class _Progress:
-    """A one-line progress meter on a terminal, a line per quarter elsewhere."""
-
-    def __init__(self, stream: TextIO, total: int) -> None:
-        self._stream = stream
-        self._total = total
-        self._tty = stream.isatty()
-        self._start = time.monotonic()
-        self._next_time = self._start + _PROGRESS_EVERY
-        self._next_quarter = 1
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if self._tty:
-            if now < self._next_time:
-                return
-            self._next_time = now + _PROGRESS_EVERY
-            rate = done / max(now - self._start, 1e-9) / 1e9
-            pct = 100 * done / self._total
-            self._stream.write(f"\r  {pct:5.1f}%  {format_size(done)}  {rate:.2f} GB/s ")
-            self._stream.flush()
-        elif done * 4 >= self._next_quarter * self._total:
-            while done * 4 >= self._next_quarter * self._total and self._next_quarter <= 4:
-                self._next_quarter += 1
-            self._stream.write(f"  {100 * done // self._total}% ({format_size(done)})\n")
-            self._stream.flush()
-
-    def finish(self) -> None:
-        if self._tty:
-            self._stream.write("\r" + " " * 50 + "\r")
-            self._stream.flush()
 
 
 def _pieces(size: int, chunk: int) -> list[tuple[int, int]]:
@@ -131,7 +98,7 @@ def run_demo(
             except BaseException as exc:  # reported by the consumer below
                 failure.append(exc)
 
-        meter = _Progress(progress, size)
+        meter = Progress(progress, size)
         received = crc = 0
         cpu_start = time.process_time()
         start = time.perf_counter()

@@ -53,9 +53,10 @@ def test_demo_moves_every_byte(strategy: str) -> None:
     assert "100%" in progress.getvalue()
 
 
-def test_demo_command_line() -> None:
+def test_thread_demo_command_line() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "aring", "demo", "--size", "16MiB", "--capacity", "1MiB"],
+        [sys.executable, "-m", "aring", "demo", "--threads", "--size", "16MiB",
+         "--capacity", "1MiB"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -65,9 +66,26 @@ def test_demo_command_line() -> None:
     assert "checksum ok" in done.stdout
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "trio"])
+def test_relay_demo_moves_every_byte_through_both_relays(loop: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aring", "demo", "--size", "32MiB", "--loop", loop],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith(f"aring ({loop})") and line.endswith(" ok") for line in lines)
+    assert any(line.startswith("asyncio streams") and line.endswith(" ok") for line in lines)
+    assert "CPU per GB" in done.stdout
+    assert "100%" in done.stderr  # progress output
+
+
 def test_demo_rejects_zero_chunk(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--chunk", "0"])
+        main(["demo", "--threads", "--chunk", "0"])
     assert exit_info.value.code == 2
     assert "--chunk must be at least 1 byte" in capsys.readouterr().err
 
