@@ -6,6 +6,7 @@ from ._native import DoubleMappedBuffer, ForkedError, MappingError
 from ._ring import Ring, open
 from ._streams import Reader, RingAttribute, Writer
 from ._sync import SyncReader, SyncWriter
+from ._tcp import RingSocketListener, RingSocketStream, connect_tcp, create_tcp_listener
 
 __all__ = [
     "Capabilities",
@@ -15,11 +16,15 @@ __all__ = [
     "Reader",
     "Ring",
     "RingAttribute",
+    "RingSocketListener",
+    "RingSocketStream",
     "SyncReader",
     "SyncWriter",
     "TransferStats",
     "Writer",
     "capabilities",
+    "connect_tcp",
+    "create_tcp_listener",
     "fill",
     "open",
     "pump",

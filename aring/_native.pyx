@@ -1084,15 +1084,21 @@ cdef class ReaderEnd(_End):
         self._enter()
         return self._readable(&eof) == 0 and eof
 
-    def try_peek(self, n=1):
+    def try_peek(self, n=1, *, limit=None):
         """A read-only view of all readable bytes (len >= n, or the rest at EOF), or None.
 
+        ``limit`` caps the view's length (a parser that wants exactly n bytes).
         EndOfStream when the writer closed and nothing is left.
         """
         cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        cdef Py_ssize_t cap = -1
         cdef bint eof
+        if limit is not None:
+            cap = _as_size(limit, "limit")
         self._enter()
         cdef Py_ssize_t avail = self._readable(&eof)
+        if 0 <= cap < avail:
+            avail = cap
         if avail < need:
             if not eof:
                 return None

@@ -21,6 +21,7 @@ from anyio.abc import TaskStatus
 
 from ._io import TransferStats, fill, pump
 from ._ring import open as open_ring
+from ._tcp import connect_socket
 
 __all__ = ["RelayStats", "parse_address", "serve_relay"]
 
@@ -63,23 +64,6 @@ def parse_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def _connect(family: int, address: tuple[str, int]) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        try:
-            sock.connect(address)
-        except BlockingIOError:
-            await anyio.wait_writable(sock)
-            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if error:
-                raise OSError(error, f"connecting to {address[0]}:{address[1]} failed") from None
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 async def _forward(
     src: socket.socket, dst: socket.socket, capacity: int, stats: RelayStats
 ) -> None:
@@ -105,10 +89,9 @@ async def _connection(
     try:
         with client:
             family, address = target
-            upstream = await _connect(family, address)
+            upstream = await connect_socket(family, address)
             with upstream:
-                for sock in (client, upstream):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 async with create_task_group() as tg:
                     tg.start_soon(_forward, client, upstream, capacity, stats)
                     tg.start_soon(_forward, upstream, client, capacity, stats)

@@ -1,0 +1,381 @@
+"""TCP with a receive ring: ``RingSocketStream``, ``connect_tcp``, ``create_tcp_listener``.
+
+A ``RingSocketStream`` is an ``anyio.abc.SocketStream`` over a raw non-blocking
+socket that is never handed to a loop transport.  Received bytes land in a ring
+with one ``recv_into`` per free region, so a parser can look at them where they
+lie: ``peek(n)``/``consume(n)``, ``receive_exactly(n)`` and
+``receive_until(delimiter)`` return views that are contiguous even across the
+wrap (what anyio's ``BufferedByteReceiveStream`` does with copies).
+
+A view from ``receive_exactly``/``receive_until`` is a loan: its bytes are
+released by the next receive-side call, after which using it raises
+``ValueError``.  Sends go straight from the caller's buffer to the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import re
+import socket
+from typing import Any
+
+import anyio
+from anyio import (
+    BrokenResourceError,
+    BusyResourceError,
+    ClosedResourceError,
+    DelimiterNotFound,
+    EndOfStream,
+    IncompleteRead,
+)
+from anyio.abc import SocketListener, SocketStream
+
+from ._ring import Ring
+from ._sync import DEFAULT_MAX_BYTES
+
+__all__ = ["RingSocketListener", "RingSocketStream", "connect_tcp", "create_tcp_listener"]
+
+DEFAULT_CAPACITY = 256 << 10
+_BROKEN = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+class RingSocketStream(SocketStream):
+    """A TCP connection whose receive side is a double-mapped ring of ``capacity`` bytes."""
+
+    def __init__(self, sock: socket.socket, *, capacity: int = DEFAULT_CAPACITY) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._ring = Ring(capacity)
+        self._writer = self._ring.writer()
+        self._reader = self._ring.reader()
+        self._loaned = 0  # bytes of the last receive_exactly/until view, released next call
+        self._eof = False
+        self._eof_sent = False
+        self._closed = False
+        self._receiving = False
+        self._sending = False
+
+    # -- the receive side --------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """Bytes the receive ring holds: the most ``peek``/``receive_exactly`` can return."""
+        return self._ring.capacity
+
+    def _enter_receive(self) -> None:
+        if self._closed:
+            raise ClosedResourceError("this stream is closed")
+        if self._receiving:
+            raise BusyResourceError("another task is already receiving from this stream")
+        self._receiving = True
+        if self._loaned:
+            self._reader.consume(self._loaned)
+            self._loaned = 0
+
+    def _fill_once(self) -> bool:
+        """One recv_into the ring's free space; False if the socket has nothing now."""
+        view = self._writer.try_reserve(1)
+        if view is None:
+            return True  # the ring is full: the caller has what it can get
+        try:
+            got = self._sock.recv_into(view)
+        except BlockingIOError:
+            self._writer.commit(0)
+            return False
+        except _BROKEN as exc:
+            self._writer.commit(0)
+            raise BrokenResourceError(f"the peer reset the connection: {exc}") from exc
+        except OSError as exc:
+            self._writer.commit(0)
+            if self._closed:
+                raise ClosedResourceError("this stream was closed") from exc
+            raise
+        self._writer.commit(got)
+        if not got:
+            self._eof = True
+        return True
+
+    async def _fill_until(self, n: int) -> int:
+        """Until ``n`` bytes are readable or the peer finished; the readable count."""
+        readable = self._reader.readable()
+        while readable < n and not self._eof:
+            if not self._fill_once():
+                await self._wait_readable()
+            readable = self._reader.readable()
+        return readable
+
+    async def _wait_readable(self) -> None:
+        try:
+            await anyio.wait_readable(self._sock)
+        except ClosedResourceError:
+            raise ClosedResourceError("this stream was closed") from None
+        if self._closed:
+            raise ClosedResourceError("this stream was closed")
+
+    async def receive(self, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+            raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        await anyio.lowlevel.checkpoint()
+        self._enter_receive()
+        try:
+            if not await self._fill_until(1):
+                raise EndOfStream
+            data = self._reader.try_read(max_bytes)
+            assert data is not None
+            return data
+        finally:
+            self._receiving = False
+
+    async def peek(self, n: int = 1) -> memoryview:
+        """A read-only view of every byte received and not consumed, ``len >= n``.
+
+        Waits for ``n`` bytes; at end of stream it returns what is left, and raises
+        ``EndOfStream`` when nothing is.  ``consume(k)`` releases bytes.
+        """
+        self._check_n(n)
+        await anyio.lowlevel.checkpoint()
+        self._enter_receive()
+        try:
+            if not await self._fill_until(n):
+                raise EndOfStream
+            view = self._reader.try_peek(1)
+            assert view is not None
+            return view
+        finally:
+            self._receiving = False
+
+    def consume(self, n: int) -> None:
+        """Release the first ``n`` bytes that ``peek`` showed."""
+        if self._closed:
+            raise ClosedResourceError("this stream is closed")
+        if self._loaned:
+            self._reader.consume(self._loaned)
+            self._loaned = 0
+        self._reader.consume(n)
+
+    async def receive_exactly(self, nbytes: int) -> memoryview:
+        """The next ``nbytes`` bytes as a view (a loan until the next receive-side call).
+
+        ``IncompleteRead`` if the stream ends first.
+        """
+        self._check_n(nbytes)
+        await anyio.lowlevel.checkpoint()
+        self._enter_receive()
+        try:
+            if await self._fill_until(nbytes) < nbytes:
+                raise IncompleteRead
+            view = self._reader.try_peek(nbytes, limit=nbytes)
+            assert view is not None
+            self._loaned = nbytes
+            return view
+        finally:
+            self._receiving = False
+
+    async def receive_until(self, delimiter: bytes, max_bytes: int) -> memoryview:
+        """The bytes before the next ``delimiter`` as a view (a loan, like receive_exactly).
+
+        The delimiter is consumed too.  ``DelimiterNotFound`` if ``max_bytes`` bytes
+        pass without one; ``IncompleteRead`` if the stream ends first.
+        """
+        if not delimiter:
+            raise ValueError("delimiter must not be empty")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+            raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
+        if not 1 <= max_bytes <= self.capacity - len(delimiter):
+            raise ValueError(
+                f"max_bytes must be between 1 and the capacity minus the delimiter "
+                f"({self.capacity - len(delimiter)}), got {max_bytes}"
+            )
+        pattern = re.compile(re.escape(delimiter))
+        await anyio.lowlevel.checkpoint()
+        self._enter_receive()
+        try:
+            searched = 0
+            while True:
+                view = self._reader.try_peek(1)
+                if view is not None:
+                    # re searches the ring's memory in place: no copy of the region.
+                    found = pattern.search(view, searched, max_bytes + len(delimiter))
+                    if found is not None:
+                        index = found.start()
+                        self._loaned = index + len(delimiter)
+                        if index == 0:
+                            return memoryview(b"")
+                        # a view of just the record, tracked so the loan can end
+                        record = self._reader.try_peek(index, limit=index)
+                        assert record is not None
+                        return record
+                    if len(view) > max_bytes:
+                        raise DelimiterNotFound(max_bytes)
+                    searched = max(0, len(view) - len(delimiter) + 1)
+                before = self._reader.readable()
+                if self._eof:
+                    raise IncompleteRead
+                if before >= self.capacity:
+                    raise DelimiterNotFound(max_bytes)
+                await self._fill_until(before + 1)
+        finally:
+            self._receiving = False
+
+    def _check_n(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"n must be an int, not {type(n).__name__}")
+        if not 1 <= n <= self.capacity:
+            raise ValueError(f"n must be between 1 and the capacity ({self.capacity}), got {n}")
+
+    # -- the send side -----------------------------------------------------------------
+
+    async def send(self, item: bytes | bytearray | memoryview) -> None:
+        view = memoryview(item).cast("B")
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            raise ClosedResourceError("this stream is closed")
+        if self._eof_sent:
+            raise ClosedResourceError("the sending side was closed with send_eof()")
+        if self._sending:
+            raise BusyResourceError("another task is already sending on this stream")
+        self._sending = True
+        try:
+            while view:
+                try:
+                    sent = self._sock.send(view)
+                except BlockingIOError:
+                    try:
+                        await anyio.wait_writable(self._sock)
+                    except ClosedResourceError:
+                        raise ClosedResourceError("this stream was closed") from None
+                    if self._closed:
+                        raise ClosedResourceError("this stream was closed") from None
+                    continue
+                except _BROKEN as exc:
+                    raise BrokenResourceError(f"the peer closed the connection: {exc}") from exc
+                view = view[sent:]
+        finally:
+            self._sending = False
+
+    async def send_eof(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            raise ClosedResourceError("this stream is closed")
+        if self._sending:
+            raise BusyResourceError("another task is sending on this stream")
+        self._eof_sent = True
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+
+    async def aclose(self) -> None:
+        """Close: tasks blocked on the socket wake with ``ClosedResourceError``."""
+        if not self._closed:
+            self._closed = True
+            anyio.notify_closing(self._sock)  # wake waiters before the fd goes
+            self._sock.close()
+            self._loaned = 0
+            # If the caller still holds slices of received views, the memory stays
+            # mapped until the last of them is gone, then it is freed.
+            with contextlib.suppress(BufferError):
+                self._ring.close()
+        await anyio.lowlevel.checkpoint()
+
+    @property
+    def _raw_socket(self) -> socket.socket:
+        return self._sock
+
+
+async def connect_socket(
+    family: int, address: tuple[Any, ...], local_host: str | None = None
+) -> socket.socket:
+    """A connected non-blocking TCP socket; the connect waits with the loop's fd wait."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if local_host is not None:
+            sock.bind((local_host, 0))
+        try:
+            sock.connect(address)
+        except BlockingIOError:
+            await anyio.wait_writable(sock)
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                name = errno.errorcode.get(error, str(error))
+                raise OSError(error, f"connecting to {address[0]}:{address[1]}: {name}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _connect(host: str, port: int, local_host: str | None) -> socket.socket:
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    errors: list[OSError] = []
+    for family, _, _, _, address in infos:
+        try:
+            return await connect_socket(family, address, local_host)
+        except OSError as exc:
+            errors.append(exc)
+    raise OSError(f"cannot connect to {host}:{port}: {errors or 'no address'}")
+
+
+async def connect_tcp(
+    host: str, port: int, *, capacity: int = DEFAULT_CAPACITY, local_host: str | None = None
+) -> RingSocketStream:
+    """Connect to ``host:port``; the stream receives into a ring of ``capacity`` bytes."""
+    return RingSocketStream(await _connect(host, port, local_host), capacity=capacity)
+
+
+class RingSocketListener(SocketListener):
+    """Accepts TCP connections as ``RingSocketStream`` objects."""
+
+    def __init__(self, sock: socket.socket, *, capacity: int = DEFAULT_CAPACITY) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._capacity = capacity
+        self._closed = False
+
+    async def accept(self) -> RingSocketStream:
+        await anyio.lowlevel.checkpoint()
+        while True:
+            if self._closed:
+                raise ClosedResourceError("this listener is closed")
+            try:
+                client, _ = self._sock.accept()
+            except BlockingIOError:
+                await anyio.wait_readable(self._sock)
+                continue
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return RingSocketStream(client, capacity=self._capacity)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            anyio.notify_closing(self._sock)
+            self._sock.close()
+        await anyio.lowlevel.checkpoint()
+
+    @property
+    def _raw_socket(self) -> socket.socket:
+        return self._sock
+
+
+async def create_tcp_listener(
+    *,
+    local_host: str | None = None,
+    local_port: int = 0,
+    capacity: int = DEFAULT_CAPACITY,
+    backlog: int = 65536,
+    reuse_port: bool = False,
+) -> RingSocketListener:
+    """Listen on ``local_host:local_port`` (all interfaces if ``local_host`` is None)."""
+    sock = socket.create_server(
+        (local_host or "", local_port),
+        backlog=min(backlog, socket.SOMAXCONN),
+        reuse_port=reuse_port,
+        family=socket.AF_INET6 if local_host and ":" in local_host else socket.AF_INET,
+    )
+    return RingSocketListener(sock, capacity=capacity)

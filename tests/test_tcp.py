@@ -1,0 +1,248 @@
+"""RingSocketStream: a TCP stream with a receive ring, on every backend."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import anyio
+import pytest
+import trio
+import trio.testing
+from anyio import (
+    BrokenResourceError,
+    BusyResourceError,
+    ClosedResourceError,
+    DelimiterNotFound,
+    EndOfStream,
+    IncompleteRead,
+    create_task_group,
+    wait_all_tasks_blocked,
+)
+from anyio.abc import SocketAttribute
+
+import aring
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def tcp_pair(
+    capacity: int = 1 << 16,
+) -> AsyncIterator[tuple[aring.RingSocketStream, aring.RingSocketStream]]:
+    """A connected (client, server) pair of RingSocketStreams on loopback."""
+    async with await aring.create_tcp_listener(local_host="127.0.0.1", capacity=capacity) as lst:
+        port = lst.extra(SocketAttribute.local_port)
+        client = await aring.connect_tcp("127.0.0.1", port, capacity=capacity)
+        server = await lst.accept()
+        async with client, server:
+            yield client, server
+
+
+async def test_echo_with_half_close_both_ways() -> None:
+    payload = os.urandom(500_000)
+    with anyio.fail_after(30):
+        async with tcp_pair(4096) as (client, server):
+
+            async def echo() -> None:
+                async for chunk in server:  # until the client's send_eof
+                    await server.send(chunk)
+                await server.send_eof()
+
+            async def send() -> None:
+                await client.send(payload)
+                await client.send_eof()
+
+            async with create_task_group() as tg:
+                tg.start_soon(echo)
+                tg.start_soon(send)
+                got = bytearray()
+                async for chunk in client:
+                    got += chunk
+            assert bytes(got) == payload
+
+
+async def test_records_parse_in_place_across_the_wrap() -> None:
+    records = [os.urandom(1 + (i * 37) % 3000) for i in range(2000)]
+    with anyio.fail_after(30):
+        async with tcp_pair(4096) as (client, server):
+
+            async def send() -> None:
+                for record in records:
+                    await client.send(struct.pack("<H", len(record)) + record + b"\r\n")
+                await client.send_eof()
+
+            async with create_task_group() as tg:
+                tg.start_soon(send)
+                for i, record in enumerate(records):
+                    header = await server.receive_exactly(2)
+                    (length,) = struct.unpack("<H", header)
+                    if i % 2:
+                        body = await server.receive_exactly(length)
+                        assert body == record
+                        assert await server.receive_exactly(2) == b"\r\n"
+                    else:
+                        body = await server.receive_until(b"\r\n", 4000)
+                        # a record may hold b"\r\n" itself: then only its prefix came
+                        if len(body) != length:
+                            prefix = bytes(body)  # the view is a loan until the next call
+                            assert record.startswith(prefix + b"\r\n")
+                            rest = await server.receive_exactly(length - len(prefix) - 2)
+                            body = prefix + b"\r\n" + bytes(rest)
+                            assert await server.receive_exactly(2) == b"\r\n"
+                        assert bytes(body) == record
+                with pytest.raises(EndOfStream):
+                    await server.receive()
+
+
+async def test_views_are_loans_until_the_next_receive() -> None:
+    async with tcp_pair() as (client, server):
+        await client.send(b"abcdefgh")
+        first = await server.receive_exactly(4)
+        assert first == b"abcd"
+        second = await server.receive_exactly(4)
+        assert second == b"efgh"
+        with pytest.raises(ValueError, match="released"):
+            bytes(first)
+
+
+async def test_peek_and_consume() -> None:
+    async with tcp_pair() as (client, server):
+        await client.send(b"hello world")
+        view = await server.peek(5)
+        assert bytes(view[:5]) == b"hello"
+        server.consume(6)
+        assert await server.receive() == b"world"
+
+
+async def test_incomplete_and_delimiter_errors() -> None:
+    with anyio.fail_after(10):
+        async with tcp_pair(4096) as (client, server):
+            await client.send(b"x" * 100)
+            with pytest.raises(DelimiterNotFound):
+                await server.receive_until(b"\n", 50)
+            await client.send_eof()
+            with pytest.raises(IncompleteRead):
+                await server.receive_exactly(200)
+            with pytest.raises(IncompleteRead):
+                await server.receive_until(b"\n", 1000)
+            assert len(await server.peek(1)) == 100  # nothing was lost
+        async with tcp_pair(4096) as (_client, server):
+            with pytest.raises(ValueError, match="max_bytes must be between"):
+                await server.receive_until(b"\n", 4096)
+            with pytest.raises(ValueError, match="n must be between 1 and the capacity"):
+                await server.receive_exactly(0)
+            with pytest.raises(ValueError, match="delimiter must not be empty"):
+                await server.receive_until(b"", 10)
+
+
+async def test_socket_attributes() -> None:
+    async with tcp_pair() as (client, server):
+        assert client.extra(SocketAttribute.family) == socket.AF_INET
+        assert client.extra(SocketAttribute.remote_port) == server.extra(SocketAttribute.local_port)
+        assert client.extra(SocketAttribute.local_address) == server.extra(
+            SocketAttribute.remote_address
+        )
+        assert isinstance(server.extra(SocketAttribute.raw_socket), socket.socket)
+        assert client.extra(aring.RingAttribute.capacity, None) is None
+
+
+async def test_concurrent_receives_are_busy_and_close_wakes_a_receiver() -> None:
+    with anyio.fail_after(10):
+        async with tcp_pair() as (_client, server):
+            with pytest.RaisesGroup(BusyResourceError):
+                async with create_task_group() as tg:
+                    tg.start_soon(server.receive)
+                    tg.start_soon(server.receive)
+
+            async def receive_expecting_closed() -> None:
+                with pytest.raises(ClosedResourceError):
+                    await server.receive()
+
+            async with create_task_group() as tg:
+                tg.start_soon(receive_expecting_closed)
+                await wait_all_tasks_blocked()
+                await server.aclose()
+            with pytest.raises(ClosedResourceError):
+                await server.send(b"x")
+
+
+async def test_peer_reset_is_a_broken_resource() -> None:
+    with anyio.fail_after(10):
+        async with tcp_pair() as (client, server):
+            raw = client.extra(SocketAttribute.raw_socket)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await client.aclose()  # linger 0: the peer gets a reset
+            with pytest.raises(BrokenResourceError):
+                await server.receive()
+
+
+async def test_cancelled_receive_loses_nothing() -> None:
+    with anyio.fail_after(10):
+        async with tcp_pair() as (client, server):
+            with anyio.move_on_after(0.05):
+                await server.receive()  # nothing there yet
+            await client.send(b"after the cancel")
+            assert await server.receive() == b"after the cancel"
+
+
+# --- trio's own half-closeable stream checks, through a translating view --------------
+
+
+@contextmanager
+def _as_trio_errors() -> Iterator[None]:
+    try:
+        yield
+    except BusyResourceError as exc:
+        raise trio.BusyResourceError(*exc.args) from exc
+    except ClosedResourceError as exc:
+        raise trio.ClosedResourceError(*exc.args) from exc
+    except BrokenResourceError as exc:
+        raise trio.BrokenResourceError(*exc.args) from exc
+
+
+class TrioView(trio.abc.HalfCloseableStream):
+    def __init__(self, stream: aring.RingSocketStream) -> None:
+        self.stream = stream
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        with _as_trio_errors():
+            await self.stream.send(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        with _as_trio_errors():
+            if self.stream._closed:
+                raise ClosedResourceError
+            await trio.lowlevel.wait_writable(self.stream.extra(SocketAttribute.raw_socket))
+
+    async def send_eof(self) -> None:
+        with _as_trio_errors():
+            await self.stream.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        with _as_trio_errors():
+            try:
+                return await self.stream.receive(65536 if max_bytes is None else max_bytes)
+            except EndOfStream:
+                return b""
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+async def _trio_tcp_pair() -> tuple[TrioView, TrioView]:
+    listener = await aring.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(SocketAttribute.local_port)
+    client = await aring.connect_tcp("127.0.0.1", port)
+    server = await listener.accept()
+    await listener.aclose()
+    return TrioView(client), TrioView(server)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_check_half_closeable_stream() -> None:
+    with trio.fail_after(60):
+        await trio.testing.check_half_closeable_stream(_trio_tcp_pair, None)
