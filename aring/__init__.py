@@ -7,6 +7,7 @@ from ._ring import Ring, open
 from ._streams import Reader, RingAttribute, Writer
 from ._sync import SyncReader, SyncWriter
 from ._tcp import RingSocketListener, RingSocketStream, connect_tcp, create_tcp_listener
+from ._udp import RingUDPSocket, UDPStats, create_udp_socket
 
 __all__ = [
     "Capabilities",
@@ -18,13 +19,16 @@ __all__ = [
     "RingAttribute",
     "RingSocketListener",
     "RingSocketStream",
+    "RingUDPSocket",
     "SyncReader",
     "SyncWriter",
     "TransferStats",
+    "UDPStats",
     "Writer",
     "capabilities",
     "connect_tcp",
     "create_tcp_listener",
+    "create_udp_socket",
     "fill",
     "open",
     "pump",

