@@ -1,7 +1,7 @@
 """aring: an async-first double-mapped byte ring for Python I/O."""
 
 from ._capabilities import Capabilities, capabilities
-from ._io import TransferStats, fill, pump
+from ._io import TransferStats, fill, pump, sendfile
 from ._native import DoubleMappedBuffer, ForkedError, MappingError
 from ._ring import Ring, open
 from ._streams import Reader, RingAttribute, Writer
@@ -32,4 +32,5 @@ __all__ = [
     "fill",
     "open",
     "pump",
+    "sendfile",
 ]

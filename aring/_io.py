@@ -35,7 +35,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from ._streams import Reader, Writer
 
-__all__ = ["TransferStats", "fill", "pump"]
+__all__ = ["TransferStats", "fill", "pump", "sendfile"]
 
 #: errors that mean the peer went away: BrokenResourceError for the caller
 _BROKEN = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
@@ -283,3 +283,51 @@ async def _fill_stream(writer: Writer, src: ByteReceiveStream, stats: TransferSt
         stats.regions += 1
         await writer.send(data)
         stats.bytes += len(data)
+
+
+async def sendfile(
+    file: object,
+    sock: socket.socket,
+    *,
+    offset: int = 0,
+    count: int | None = None,
+    stats: TransferStats | None = None,
+) -> int:
+    """File -> socket without the ring: ``os.sendfile`` from ``offset``, ``count`` bytes
+    (or to the end of the file).  The kernel copies; nothing passes through Python.
+
+    Returns the bytes sent.  The socket is made non-blocking and waited on with
+    the running loop's fd wait; neither the file nor the socket is closed.
+    """
+    fd = _fileno(file)
+    if fd is None or not _is_regular_file(fd):
+        raise TypeError(
+            f"file must be a regular file (fd or file object), not {type(file).__name__}"
+        )
+    if not isinstance(sock, socket.socket):
+        raise TypeError(f"sock must be a socket.socket, not {type(sock).__name__}")
+    if offset < 0 or (count is not None and count < 0):
+        raise ValueError("offset and count must be >= 0")
+    stats = stats if stats is not None else TransferStats()
+    flush = getattr(file, "flush", None)
+    if callable(flush):
+        flush()
+    end = os.fstat(fd).st_size if count is None else offset + count
+    sock.setblocking(False)
+    position = offset
+    while position < end:
+        await anyio.lowlevel.checkpoint()
+        try:
+            stats.syscalls += 1
+            sent = os.sendfile(sock.fileno(), fd, position, min(end - position, 1 << 30))
+        except BlockingIOError:
+            stats.waits += 1
+            await anyio.wait_writable(sock)
+            continue
+        except _BROKEN as exc:
+            raise BrokenResourceError(f"the peer closed the connection: {exc}") from exc
+        if sent == 0:
+            break  # the file is shorter than asked: stop at its end
+        position += sent
+        stats.bytes += sent
+    return stats.bytes

@@ -231,3 +231,26 @@ def test_one_write_per_region_under_strace(tmp_path: Path) -> None:
         1 for line in log.read_text().splitlines() if f"write({wfd}," in line.split(None, 1)[-1]
     )
     assert counted == syscalls, (regions, syscalls, counted)
+
+
+async def test_sendfile_moves_a_file_to_a_socket_without_the_ring(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    path.write_bytes(PAYLOAD)
+    left, right = socket.socketpair()
+    with left, right, anyio.fail_after(30), path.open("rb") as f:
+        got = bytearray()
+
+        async def receive_all() -> None:
+            right.setblocking(False)
+            while len(got) < len(PAYLOAD) - 1000:
+                await anyio.wait_readable(right)
+                got.extend(right.recv(1 << 20))
+
+        stats = TransferStats()
+        async with create_task_group() as tg:
+            tg.start_soon(receive_all)
+            sent = await aring.sendfile(f, left, offset=1000, stats=stats)
+        assert sent == len(PAYLOAD) - 1000 == stats.bytes
+        assert bytes(got) == PAYLOAD[1000:]
+        with pytest.raises(TypeError, match="regular file"):
+            await aring.sendfile(right.fileno(), left)
