@@ -24,6 +24,7 @@ from anyio import (
     wait_all_tasks_blocked,
 )
 from asyncutil import assert_checkpoint, assert_schedule_point, ring_pair
+from streamcheck import check_one_way
 
 import aring
 
@@ -317,3 +318,9 @@ async def test_trio_check_one_way_stream() -> None:
 
     with trio.fail_after(30):
         await trio.testing.check_one_way_stream(maker, clogged_maker)
+
+
+async def test_generic_anyio_one_way_checks() -> None:
+    """The same port the TCP adapter runs (tests/streamcheck.py), on the ring's ends."""
+    with anyio.fail_after(60):
+        await check_one_way(lambda: ring_pair(4096))

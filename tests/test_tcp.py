@@ -23,6 +23,7 @@ from anyio import (
     wait_all_tasks_blocked,
 )
 from anyio.abc import SocketAttribute
+from streamcheck import check_half_closeable
 
 import aring
 
@@ -246,3 +247,8 @@ async def _trio_tcp_pair() -> tuple[TrioView, TrioView]:
 async def test_trio_check_half_closeable_stream() -> None:
     with trio.fail_after(60):
         await trio.testing.check_half_closeable_stream(_trio_tcp_pair, None)
+
+
+async def test_anyio_port_of_the_half_closeable_stream_checks() -> None:
+    with anyio.fail_after(60):
+        await check_half_closeable(tcp_pair)
