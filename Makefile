@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint build docs clean
+.PHONY: demo test lint build docs bench bench-quick bench-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,23 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check aring tests examples benchmarks
 	$(VENV)/bin/mypy --strict aring
 	$(PY) -m mypy.stubtest --allowlist tests/stubtest_allowlist.txt aring._native
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+# Debian packages the relay row needs; named, never installed behind your back.
+bench-deps:
+	@missing=""; for t in socat iperf3 strace; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "make bench: missing:$$missing (apt-get install -y$$missing); their rows stay pending" >&2; fi
+
+bench: $(BENCH_STAMP) bench-deps
+	$(PY) benchmarks/run.py
+
+bench-quick: $(BENCH_STAMP) bench-deps
+	$(PY) benchmarks/run.py --quick
 
 docs: $(PY)
 	$(PY) -m pip install --quiet -e '.[docs]'

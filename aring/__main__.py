@@ -45,6 +45,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     threads.add_argument("--no-verify", action="store_true", help="skip the CRC-32 check")
 
+    commands.add_parser(
+        "bench",
+        help="run benchmarks/run.py (from a source checkout): aring against its peers",
+        add_help=False,
+    )
+
     relay = commands.add_parser(
         "relay",
         help="forward TCP connections through rings",
@@ -67,6 +73,16 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bench(argv: list[str], parser: argparse.ArgumentParser) -> int:
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+    if not script.exists():
+        parser.exit(2, "aring bench: benchmarks/ ships with the source checkout, not the wheel\n")
+    return subprocess.call([sys.executable, str(script), *argv])
+
+
 def _address(text: str) -> tuple[str, int]:
     try:
         return parse_address(text)
@@ -85,6 +101,9 @@ def _default_loop() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:], parser)
     args = parser.parse_args(argv)
     if args.command == "demo" and not args.threads:
         from ._relay_demo import run_relay_demo

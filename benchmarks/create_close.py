@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import mmap
-import statistics
 import time
 from collections.abc import Callable
+
+from _common import Scenario, add_ratios, interleave, print_scenario
 
 import aring
 
 SIZES = {"64 KiB": 64 << 10, "1 MiB": 1 << 20, "64 MiB": 64 << 20}
+
 
 
 def ring(size: int, strategy: str) -> Callable[[], None]:
@@ -48,34 +50,48 @@ def plain_bytearray(size: int) -> Callable[[], None]:
     return once
 
 
+def scenario(rounds: int, batch: int, progress=None) -> Scenario:  # type: ignore[no-untyped-def]
+    strategies = list(dict.fromkeys([aring.capabilities().strategy, "copy"]))
+    cases = {}
+    for label, size in SIZES.items():
+        for strategy in strategies:
+            cases[f"{label} aring.Ring ({strategy})"] = ("aring", ring(size, strategy))
+        cases[f"{label} mmap.mmap(-1)"] = ("peer", anonymous_mmap(size))
+        cases[f"{label} bytearray"] = ("peer", plain_bytearray(size))
+
+    def per_call(once: Callable[[], None]) -> Callable[[], dict[str, float]]:
+        def measure() -> dict[str, float]:
+            once()  # warm
+            start = time.perf_counter()
+            for _ in range(batch):
+                once()
+            return {"us": (time.perf_counter() - start) / batch * 1e6}
+
+        return measure
+
+    rows = interleave({n: (k, per_call(c)) for n, (k, c) in cases.items()}, rounds, progress)
+    for label in SIZES:
+        add_ratios(
+            rows,
+            {f"{label} aring.Ring ({strategies[0]})": f"{label} mmap.mmap(-1)"},
+            ["us"],
+        )
+    return Scenario(
+        key="create-close",
+        title=f"ring create+close, microseconds per ring ({batch} per round)",
+        metrics={"us": "us per create+close"},
+        higher_is_better={"us": False},
+        rows=rows,
+        notes=["target: 1 MiB aring.Ring <= 50 us"],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batch", type=int, default=200)
     args = parser.parse_args()
-    strategies = [aring.capabilities().strategy, "copy"]
-    variants: dict[str, Callable[[], None]] = {}
-    for label, size in SIZES.items():
-        for strategy in dict.fromkeys(strategies):
-            variants[f"{label:>6}  aring.Ring ({strategy})"] = ring(size, strategy)
-        variants[f"{label:>6}  aring.DoubleMappedBuffer ({strategies[0]})"] = buffer(
-            size, strategies[0]
-        )
-        variants[f"{label:>6}  mmap.mmap(-1, size) (peer)"] = anonymous_mmap(size)
-        variants[f"{label:>6}  bytearray(size) (peer)"] = plain_bytearray(size)
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, once in variants.items():
-            once()  # warm
-            start = time.perf_counter()
-            for _ in range(args.batch):
-                once()
-            samples[name].append((time.perf_counter() - start) / args.batch * 1e6)
-    print(f"create+close, µs per ring: median (min-max) of {args.rounds} rounds x {args.batch}")
-    for name, values in samples.items():
-        print(
-            f"{name:<48} {statistics.median(values):9.1f}  ({min(values):.1f}-{max(values):.1f})"
-        )
+    print_scenario(scenario(args.rounds, args.batch))
 
 
 if __name__ == "__main__":

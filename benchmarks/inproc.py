@@ -14,6 +14,9 @@ Cases per backend (asyncio, uvloop, trio):
                 space one reserve() hands out, then commits them at once
 plus memcpy (the limit: one copy per piece, no hand-over).
 
+Peers: anyio memory object stream, asyncio.Queue (asyncio, uvloop), trio memory
+channel (trio), memcpy (the limit).
+
 Run: python benchmarks/inproc.py [--mib 256] [--chunk 65536] [--rounds 3]
 """
 
@@ -21,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
+from _common import Scenario, add_ratios, interleave, print_scenario, timed
 
 import aring
 
@@ -36,11 +39,6 @@ BACKENDS = {
     "trio": ("trio", {}),
 }
 RING_CAPACITY = 1 << 20
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def case_memcpy(src: memoryview, total: int) -> int:
@@ -63,6 +61,43 @@ async def anyio_mem(src: memoryview, total: int) -> int:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(produce)
+        async with receive:
+            async for piece in receive:
+                got += len(piece)
+    return got
+
+
+async def asyncio_queue(src: memoryview, total: int) -> int:
+    import asyncio
+
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(64)
+    got = 0
+
+    async def produce() -> None:
+        for _ in range(total // len(src)):
+            await queue.put(bytes(src))
+        await queue.put(None)
+
+    task = asyncio.ensure_future(produce())
+    while (piece := await queue.get()) is not None:
+        got += len(piece)
+    await task
+    return got
+
+
+async def trio_channel(src: memoryview, total: int) -> int:
+    import trio
+
+    send, receive = trio.open_memory_channel[bytes](64)
+    got = 0
+
+    async def produce() -> None:
+        async with send:
+            for _ in range(total // len(src)):
+                await send.send(bytes(src))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(produce)
         async with receive:
             async for piece in receive:
                 got += len(piece)
@@ -157,16 +192,65 @@ ASYNC_CASES = {
 }
 
 
-def make_cases(src: memoryview, total: int) -> dict[str, Callable[[], int]]:
-    cases: dict[str, Callable[[], int]] = {"memcpy": lambda: case_memcpy(src, total)}
+async def _timed_inside(case, src: memoryview, total: int) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    moved = await case(src, total)
+    return moved, time.perf_counter() - start
+
+
+def make_cases(src: memoryview, total: int) -> dict[str, tuple[str, Callable[[], Any]]]:
+    cases: dict[str, tuple[str, Callable[[], Any]]] = {
+        "memcpy": ("limit", lambda: case_memcpy(src, total))
+    }
     for backend_name, (backend, options) in BACKENDS.items():
-        for case_name, case in ASYNC_CASES.items():
+        async_cases = dict(ASYNC_CASES)
+        async_cases["asyncio.Queue" if backend == "asyncio" else "trio-channel"] = (
+            asyncio_queue if backend == "asyncio" else trio_channel
+        )
+        for case_name, case in async_cases.items():
 
-            def run(case=case, backend=backend, options=options) -> int:  # type: ignore[no-untyped-def]
-                return anyio.run(case, src, total, backend=backend, backend_options=options)  # type: ignore[no-any-return]
+            def run(case=case, backend=backend, options=options):  # type: ignore[no-untyped-def]
+                return anyio.run(_timed_inside, case, src, total, backend=backend,
+                                 backend_options=options)
 
-            cases[f"{case_name}-{backend_name}"] = run
+            kind = "aring" if case_name.startswith("aring") else "peer"
+            cases[f"{case_name}-{backend_name}"] = (kind, run)
     return cases
+
+
+def scenario(chunk: int, mib: int, rounds: int, progress=None) -> Scenario:  # type: ignore[no-untyped-def]
+    src = memoryview(os.urandom(chunk))
+    total = (mib << 20) // chunk * chunk
+    cases = {
+        name: (kind, (lambda work=work: _with_items(timed(work), chunk)))
+        for name, (kind, work) in make_cases(src, total).items()
+    }
+    rows = interleave(cases, rounds, progress)
+    pairs = {}
+    for row in rows:
+        if row.kind == "aring":
+            backend = row.name.rsplit("-", 1)[-1]
+            pairs[row.name] = f"anyio-mem-{backend}"
+    add_ratios(rows, pairs, ["GB/s"])
+    add_ratios(rows, {r.name: "memcpy" for r in rows if r.name.startswith("aring-batch")}, ["GB/s"])
+    size = f"{chunk // 1024} KiB" if chunk >= 1024 else f"{chunk} B"
+    return Scenario(
+        key=f"task-to-task-{chunk}",
+        title=f"task -> task, {size} pieces ({mib} MiB per round)",
+        metrics={"GB/s": "GB/s", "items/s": "items/s (M)", "CPU s/GB": "CPU s/GB"},
+        higher_is_better={"GB/s": True, "items/s": True, "CPU s/GB": False},
+        rows=rows,
+        notes=[
+            "aring-send: send/receive per piece; aring-view: reserve/commit + peek/consume per "
+            "piece; aring-batch: one reserve hands out all free space, pieces are filled and "
+            "committed at once, the consumer peeks everything readable",
+        ],
+    )
+
+
+def _with_items(metrics: dict[str, float], chunk: int) -> dict[str, float]:
+    metrics["items/s"] = metrics["GB/s"] * 1e9 / chunk / 1e6
+    return metrics
 
 
 def main() -> None:
@@ -174,36 +258,8 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--chunk", type=int, default=65536)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("cases", nargs="*", help="case names (default: all)")
     args = parser.parse_args()
-    src = memoryview(os.urandom(args.chunk))
-    total = (args.mib << 20) // args.chunk * args.chunk
-    cases = make_cases(src, total)
-    names = args.cases or list(cases)
-    rates: dict[str, list[float]] = {name: [] for name in names}
-    cpu: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(args.rounds):
-        for name in names:
-            cpu_start, start = cpu_seconds(), time.perf_counter()
-            moved = cases[name]()
-            elapsed, used = time.perf_counter() - start, cpu_seconds() - cpu_start
-            assert moved == total, f"{name} moved {moved} of {total} bytes"
-            rates[name].append(moved / elapsed / 1e9)
-            cpu[name].append(used / (moved / 1e9))
-    print(
-        f"{args.mib} MiB in {args.chunk} B pieces, median (min-max) of {args.rounds} rounds; "
-        "x = GB/s relative to anyio-mem on the same backend"
-    )
-    print(f"{'case':<22} {'GB/s':>7} {'(min-max)':>13} {'CPU s/GB':>9} {'x':>6}")
-    for name in names:
-        median = statistics.median(rates[name])
-        backend = name.rsplit("-", 1)[-1]
-        peer = rates.get(f"anyio-mem-{backend}")
-        ratio = f"{median / statistics.median(peer):6.2f}" if peer else ""
-        spread = f"({min(rates[name]):.2f}-{max(rates[name]):.2f})"
-        print(
-            f"{name:<22} {median:7.2f} {spread:>13} {statistics.median(cpu[name]):9.3f} {ratio:>6}"
-        )
+    print_scenario(scenario(args.chunk, args.mib, args.rounds))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,118 @@
+"""What every benchmark shares: interleaved rounds, medians with min-max, result records.
+
+A case is a callable returning ``{metric: value}`` for one round.  Rounds run
+A B C A B C ... so machine drift hits every case alike; each figure is the
+median over the rounds with its min and max.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Case = Callable[[], dict[str, float]]
+
+
+@dataclass
+class Row:
+    name: str
+    kind: str  # "aring", "peer" or "limit"
+    median: dict[str, float]
+    low: dict[str, float]
+    high: dict[str, float]
+    ratios: dict[str, float] = field(default_factory=dict)  # "<metric> vs <peer>" -> x
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    metrics: dict[str, str]  # metric -> label with unit ("GB/s", "CPU s/GB"...)
+    higher_is_better: dict[str, bool]
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+    pending: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cpu_seconds(children: bool = False) -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(work: Callable[[], int | tuple[int, float]]) -> dict[str, float]:
+    """Run ``work``: GB/s and this process's CPU s/GB.
+
+    ``work`` returns the bytes moved, or (bytes, seconds) when it times the
+    transfer itself (leaving out event-loop start-up, which would otherwise
+    dominate short rounds).
+    """
+    cpu, start = cpu_seconds(), time.perf_counter()
+    result = work()
+    elapsed, used = time.perf_counter() - start, cpu_seconds() - cpu
+    moved, elapsed = result if isinstance(result, tuple) else (result, elapsed)
+    return {"GB/s": moved / elapsed / 1e9, "CPU s/GB": used / (moved / 1e9)}
+
+
+def interleave(
+    cases: dict[str, tuple[str, Case]], rounds: int, progress: Callable[[str], None] | None = None
+) -> list[Row]:
+    """Run every case ``rounds`` times, interleaved; one Row per case."""
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
+    for round_no in range(rounds):
+        for name, (_, case) in cases.items():
+            if progress:
+                progress(f"round {round_no + 1}/{rounds}: {name}")
+            samples[name].append(case())
+    rows = []
+    for name, (kind, _) in cases.items():
+        metrics = samples[name][0].keys()
+        rows.append(
+            Row(
+                name=name,
+                kind=kind,
+                median={m: statistics.median(s[m] for s in samples[name]) for m in metrics},
+                low={m: min(s[m] for s in samples[name]) for m in metrics},
+                high={m: max(s[m] for s in samples[name]) for m in metrics},
+            )
+        )
+    return rows
+
+
+def add_ratios(rows: list[Row], pairs: dict[str, str], metrics: list[str]) -> None:
+    """rows[name].ratios["<metric> vs <peer>"] = median(name) / median(peer)."""
+    by_name = {row.name: row for row in rows}
+    for name, peer in pairs.items():
+        if name in by_name and peer in by_name:
+            for metric in metrics:
+                base = by_name[peer].median.get(metric)
+                if base:
+                    by_name[name].ratios[f"{metric} vs {peer}"] = (
+                        by_name[name].median[metric] / base
+                    )
+
+
+def print_scenario(scenario: Scenario, out: Any = sys.stdout) -> None:
+    out.write(f"\n== {scenario.title}\n")
+    if scenario.pending:
+        out.write(f"   pending: {scenario.pending}\n")
+        return
+    header = "".join(f"{label:>24}" for label in scenario.metrics.values())
+    out.write(f"{'case':<34}{header}  ratios\n")
+    for row in scenario.rows:
+        cells = "".join(
+            f"{row.median[m]:>10.3f} ({row.low[m]:.2f}-{row.high[m]:.2f})".rjust(24)
+            for m in scenario.metrics
+        )
+        ratios = ", ".join(f"{v:.2f}x {k}" for k, v in row.ratios.items())
+        out.write(f"{row.name:<34}{cells}  {ratios}\n")
+    for note in scenario.notes:
+        out.write(f"   note: {note}\n")
+    out.flush()

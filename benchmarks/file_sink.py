@@ -1,0 +1,126 @@
+"""File sink: bytes from a ring to a regular file, syscalls per GB and GB/s.
+
+aring: ``pump(reader, file)``, one ``os.write`` per contiguous ring region (the
+double mapping never splits one).  Peers: a plain ring (one 2N-less buffer) that
+must split a region at the wrap into two writes, and a plain ``f.write`` loop of
+each piece.  Written to a temporary file on the same disk.
+
+Run: python benchmarks/file_sink.py [--mib 256] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import anyio
+from _common import Scenario, add_ratios, interleave, print_scenario, timed
+
+import aring
+
+PIECE = 48 << 10  # not a divisor of the ring: regions wrap at every position
+RING = 1 << 20
+
+
+def aring_pump(total: int, counts: dict[str, int]) -> int:
+    src = memoryview(os.urandom(PIECE))
+
+    async def main() -> int:
+        stats = aring.TransferStats()
+        with tempfile.TemporaryFile() as f:
+            async with aring.open(RING) as (writer, reader), anyio.create_task_group() as tg:
+
+                async def produce() -> None:
+                    async with writer:
+                        for _ in range(total // PIECE):
+                            await writer.send(src)
+
+                tg.start_soon(produce)
+                await aring.pump(reader, f, stats=stats)
+        counts["writes"] = stats.syscalls
+        return stats.bytes
+
+    return anyio.run(main)  # type: ignore[no-any-return]
+
+
+def split_ring(total: int, counts: dict[str, int]) -> int:
+    """A ring in one N-byte buffer: a region that crosses the end takes two writes."""
+    src = os.urandom(PIECE)
+    buffer = bytearray(RING)
+    view = memoryview(buffer)
+    writes = written = position = 0
+    with tempfile.TemporaryFile() as f:
+        fd = f.fileno()
+        pending = 0
+        for _ in range(total // PIECE):
+            at = position % RING
+            first = min(PIECE, RING - at)
+            view[at : at + first] = src[:first]
+            view[: PIECE - first] = src[first:]
+            position += PIECE
+            pending += PIECE
+            if pending >= RING // 2:  # flush what is there, as a consumer would
+                start = (position - pending) % RING
+                end = start + pending
+                if end <= RING:
+                    written += os.write(fd, view[start:end])
+                    writes += 1
+                else:
+                    written += os.write(fd, view[start:])
+                    written += os.write(fd, view[: end - RING])
+                    writes += 2
+                pending = 0
+    counts["writes"] = writes
+    return written
+
+
+def plain_write(total: int, counts: dict[str, int]) -> int:
+    src = os.urandom(PIECE)
+    with tempfile.TemporaryFile() as f:
+        fd = f.fileno()
+        for _ in range(total // PIECE):
+            os.write(fd, src)
+    counts["writes"] = total // PIECE
+    return total // PIECE * PIECE
+
+
+def scenario(mib: int, rounds: int, progress=None) -> Scenario:  # type: ignore[no-untyped-def]
+    total = (mib << 20) // PIECE * PIECE
+    cases = {}
+    for name, kind, fn in [
+        ("aring pump", "aring", aring_pump),
+        ("two-write ring", "peer", split_ring),
+        ("write per piece", "peer", plain_write),
+    ]:
+
+        def case(fn=fn):  # type: ignore[no-untyped-def]
+            counts: dict[str, int] = {}
+            metrics = timed(lambda: fn(total, counts))
+            metrics["writes/GB"] = counts["writes"] / (total / 1e9)
+            return metrics
+
+        cases[name] = (kind, case)
+    rows = interleave(cases, rounds, progress)
+    add_ratios(rows, {"aring pump": "write per piece"}, ["GB/s", "writes/GB"])
+    add_ratios(rows, {"aring pump": "two-write ring"}, ["writes/GB"])
+    return Scenario(
+        key="file-sink",
+        title=f"file sink, {PIECE >> 10} KiB pieces through a {RING >> 20} MiB ring ({mib} MiB)",
+        metrics={"GB/s": "GB/s", "writes/GB": "write(2) per GB", "CPU s/GB": "CPU s/GB"},
+        higher_is_better={"GB/s": True, "writes/GB": False, "CPU s/GB": False},
+        rows=rows,
+        notes=["aring pump: exactly one write per region (tests/test_io.py checks it with strace)"],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print_scenario(scenario(args.mib, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
