@@ -27,6 +27,7 @@ import file_sink  # noqa: E402
 import inproc  # noqa: E402
 import relay  # noqa: E402
 import thread_to_task  # noqa: E402
+import wake  # noqa: E402
 from _common import Scenario, print_scenario  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -49,10 +50,7 @@ def plans(quick: bool) -> dict[str, Callable[[Callable[[str], None]], Scenario]]
             pending="rings cannot be shared between unrelated processes yet (fork only); "
             "peers to compare once they can: faster-fifo, multiprocessing Pipe and Queue",
         ),
-        "wake-latency": lambda p: Scenario(
-            "wake-latency", "wake-up latency p50/p99", {}, {}, [],
-            pending="not measured yet; ../shared/bench/wake_bench.py drives the peers",
-        ),
+        "wake-latency": lambda p: wake.scenario(200 if quick else 2000, 1 if quick else 3, p),
     }
 
 
@@ -162,7 +160,10 @@ def main() -> int:
     done: list[Scenario] = []
     for key in keys:
         print(f"[{time.monotonic() - started:6.1f}s] {key} ...", file=sys.stderr, flush=True)
-        scenario = todo[key](lambda msg: print(f"    {msg}", file=sys.stderr, flush=True))
+        try:
+            scenario = todo[key](lambda msg: print(f"    {msg}", file=sys.stderr, flush=True))
+        except Exception as exc:  # one broken peer must not lose the other rows
+            scenario = Scenario(key, key, {}, {}, [], pending=f"failed: {exc!r}")
         print_scenario(scenario)
         suffix = "-quick" if args.quick else ""
         (RESULTS / f"{scenario.key}{suffix}.json").write_text(
