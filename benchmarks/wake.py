@@ -64,12 +64,14 @@ def eventfd_wake(n: int, options: dict[str, bool]) -> dict[str, float]:
         fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         stamps: list[int] = []
         latencies: list[float] = []
-        woke: asyncio.Future[None] = loop.create_future()
+        signals = 0
+        waiter: asyncio.Future[None] | None = None
 
         def on_readable() -> None:
-            os.eventfd_read(fd)
-            if not woke.done():
-                woke.set_result(None)
+            nonlocal signals
+            signals += os.eventfd_read(fd)  # the counter: several signals, one read
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
         loop.add_reader(fd, on_readable)
 
@@ -82,9 +84,11 @@ def eventfd_wake(n: int, options: dict[str, bool]) -> dict[str, float]:
         thread = threading.Thread(target=signal)
         thread.start()
         for i in range(n):
-            await woke
+            while signals <= i:  # counted, so no signal is lost between waits
+                waiter = loop.create_future()
+                await waiter
+                waiter = None
             latencies.append((time.perf_counter_ns() - stamps[i]) / 1000)
-            woke = loop.create_future()
         thread.join()
         loop.remove_reader(fd)
         os.close(fd)
