@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 import create_close  # noqa: E402
 import file_sink  # noqa: E402
 import inproc  # noqa: E402
+import process_to_process  # noqa: E402
 import relay  # noqa: E402
 import thread_to_task  # noqa: E402
 import wake  # noqa: E402
@@ -45,10 +46,8 @@ def plans(quick: bool) -> dict[str, Callable[[Callable[[str], None]], Scenario]]
         ),
         "file-sink": lambda p: file_sink.scenario(128 if quick else 1024, r, p),
         "create-close": lambda p: create_close.scenario(3 if quick else 7, 50 if quick else 200, p),
-        "process-to-process": lambda p: Scenario(
-            "process-to-process", "process -> process", {}, {}, [],
-            pending="rings cannot be shared between unrelated processes yet (fork only); "
-            "peers to compare once they can: faster-fifo, multiprocessing Pipe and Queue",
+        "process-to-process": lambda p: process_to_process.scenario(
+            65536, 128 if quick else 1024, 1 if quick else 3, p
         ),
         "wake-latency": lambda p: wake.scenario(200 if quick else 2000, 1 if quick else 3, p),
     }
