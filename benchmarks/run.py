@@ -44,6 +44,7 @@ def plans(quick: bool) -> dict[str, Callable[[Callable[[str], None]], Scenario]]
         "thread-to-task-65536": lambda p: thread_to_task.scenario(
             65536, 128 if quick else 1024, r, p
         ),
+        "thread-to-task-256": lambda p: thread_to_task.scenario(256, 4 if quick else 32, r, p),
         "file-sink": lambda p: file_sink.scenario(128 if quick else 1024, r, p),
         "create-close": lambda p: create_close.scenario(3 if quick else 7, 50 if quick else 200, p),
         "process-to-process": lambda p: process_to_process.scenario(
