@@ -1,9 +1,10 @@
 """The peer relays the relay benchmark runs beside aring's (each its own process).
 
 usage: python benchmarks/peer_relays.py NAME LISTEN_PORT TARGET_PORT
-NAME: splice (os.splice through a pipe, threads: the kernel's limit), uvloop-proto
-(asyncio BufferedProtocol on uvloop), trio (trio.serve_tcp, receive_some/send_all),
-anyio-asyncio / anyio-trio (anyio TCP streams, receive/send).
+NAME: splice (os.splice through a pipe, threads: the kernel's limit), asyncio-proto /
+uvloop-proto (BufferedProtocol), uvloop-streams (asyncio streams on uvloop), trio
+(trio.serve_tcp, receive_some/send_all), anyio-asyncio / anyio-uvloop / anyio-trio
+(anyio TCP streams, receive/send).
 Each forwards both directions with 256 KiB reads, forwards half-closes, and exits
 on SIGTERM.
 """
@@ -149,7 +150,9 @@ def trio_relay(listen: int, target: int) -> None:
     trio.run(main)
 
 
-def anyio_relay(listen: int, target: int, backend: str) -> None:
+def anyio_relay(
+    listen: int, target: int, backend: str, options: dict[str, bool] | None = None
+) -> None:
     import anyio
 
     async def forward(src: Any, dst: Any) -> None:
@@ -176,7 +179,7 @@ def anyio_relay(listen: int, target: int, backend: str) -> None:
                 async for _ in signals:
                     tg.cancel_scope.cancel()
 
-    anyio.run(main, backend=backend)
+    anyio.run(main, backend=backend, backend_options=options or {})
 
 
 def main() -> None:
@@ -187,10 +190,20 @@ def main() -> None:
         import uvloop
 
         uvloop.run(uvloop_proto_relay(listen, target))
+    elif name == "asyncio-proto":
+        asyncio.run(uvloop_proto_relay(listen, target))
+    elif name == "uvloop-streams":
+        import uvloop
+
+        from aring._peers import serve_asyncio_streams
+
+        uvloop.run(serve_asyncio_streams(("127.0.0.1", listen), ("127.0.0.1", target)))
     elif name == "trio":
         trio_relay(listen, target)
     elif name in ("anyio-asyncio", "anyio-trio"):
         anyio_relay(listen, target, name.split("-", 1)[1])
+    elif name == "anyio-uvloop":
+        anyio_relay(listen, target, "asyncio", {"use_uvloop": True})
     else:
         sys.exit(f"unknown relay {name!r}")
 

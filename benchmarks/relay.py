@@ -85,7 +85,10 @@ def one(name: str, seconds: float) -> dict[str, float]:
     return metrics
 
 
-PEER_RELAYS = ["splice", "uvloop-proto", "trio", "anyio-asyncio", "anyio-trio"]
+PEER_RELAYS = [
+    "splice", "uvloop-streams", "asyncio-proto", "uvloop-proto", "trio",
+    "anyio-asyncio", "anyio-uvloop", "anyio-trio",
+]
 ARING_RELAYS = ["aring-asyncio", "aring-uvloop", "aring-trio"]
 RELAYS = ["direct", "splice", "socat", "asyncio streams", *PEER_RELAYS[1:], *ARING_RELAYS]
 
@@ -117,9 +120,10 @@ def scenario(seconds: float, rounds: int, progress=None) -> Scenario:  # type: i
         notes=[
             "direct: iperf3 without a relay (CPU column not applicable); splice: os.splice "
             "through a pipe, the kernel's zero-copy limit (bypasses user memory entirely)",
-            "peers: socat -b 262144, asyncio streams, uvloop BufferedProtocol, trio streams, "
-            "anyio streams on asyncio and trio (benchmarks/peer_relays.py); each relay's CPU "
-            "includes its interpreter start-up, which weighs more in short runs",
+            "peers: socat -b 262144, asyncio streams on asyncio and uvloop, BufferedProtocol "
+            "on asyncio and uvloop, trio streams, anyio streams on each backend "
+            "(benchmarks/peer_relays.py); each relay's CPU includes its interpreter start-up, "
+            "which weighs more in short runs",
         ],
     )
 
