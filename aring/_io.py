@@ -24,9 +24,11 @@ Targets, by type:
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -87,7 +89,8 @@ async def pump(
     """
     stats = stats if stats is not None else TransferStats()
     if isinstance(dst, socket.socket):
-        await _pump_socket(reader, dst, stats)
+        dst.setblocking(False)
+        await _pump_pollable(reader, dst, dst.send, stats, "the peer closed the connection")
         if eof:
             _shutdown_write(dst)
     elif isinstance(dst, ByteSendStream):
@@ -107,7 +110,9 @@ async def pump(
                 flush()  # keep the order of what the file object buffered before us
             await _pump_file(reader, fd, stats)
         else:
-            await _pump_fd(reader, fd, stats)
+            os.set_blocking(fd, False)
+            write = functools.partial(os.write, fd)
+            await _pump_pollable(reader, fd, write, stats, "the reading end went away")
     return stats.bytes
 
 
@@ -118,39 +123,26 @@ async def _next_region(reader: Reader) -> memoryview | None:
         return None
 
 
-async def _pump_socket(reader: Reader, sock: socket.socket, stats: TransferStats) -> None:
-    sock.setblocking(False)
+async def _pump_pollable(
+    reader: Reader,
+    target: socket.socket | int,
+    write: Callable[[memoryview], int],
+    stats: TransferStats,
+    gone: str,
+) -> None:
+    """One ``write`` per region into a non-blocking socket or fd; EAGAIN waits for it."""
     while (view := await _next_region(reader)) is not None:
         stats.regions += 1
         while True:
             try:
                 stats.syscalls += 1
-                sent = sock.send(view)
+                written = write(view)
             except BlockingIOError:
                 stats.waits += 1
-                await anyio.wait_writable(sock)
+                await anyio.wait_writable(target)
                 continue
             except _BROKEN as exc:
-                raise BrokenResourceError(f"the peer closed the connection: {exc}") from exc
-            break
-        reader.consume(sent)
-        stats.bytes += sent
-
-
-async def _pump_fd(reader: Reader, fd: int, stats: TransferStats) -> None:
-    os.set_blocking(fd, False)
-    while (view := await _next_region(reader)) is not None:
-        stats.regions += 1
-        while True:
-            try:
-                stats.syscalls += 1
-                written = os.write(fd, view)
-            except BlockingIOError:
-                stats.waits += 1
-                await anyio.wait_writable(fd)
-                continue
-            except _BROKEN as exc:
-                raise BrokenResourceError(f"the reading end went away: {exc}") from exc
+                raise BrokenResourceError(f"{gone}: {exc}") from exc
             break
         reader.consume(written)
         stats.bytes += written
@@ -196,7 +188,8 @@ async def fill(
     """
     stats = stats if stats is not None else TransferStats()
     if isinstance(src, socket.socket):
-        await _fill_socket(writer, src, stats)
+        src.setblocking(False)
+        await _fill_pollable(writer, src, src.recv_into, stats, "the peer reset the connection")
     elif isinstance(src, ByteReceiveStream):
         await _fill_stream(writer, src, stats)
     else:
@@ -209,28 +202,35 @@ async def fill(
         if _is_regular_file(fd):
             await _fill_file(writer, fd, stats)
         else:
-            await _fill_fd(writer, fd, stats)
+            os.set_blocking(fd, False)
+            await _fill_pollable(writer, fd, _readv_into(fd), stats, "the writing end went away")
     if eof:
         await writer.aclose()
     return stats.bytes
 
 
-async def _fill_socket(writer: Writer, sock: socket.socket, stats: TransferStats) -> None:
-    sock.setblocking(False)
+async def _fill_pollable(
+    writer: Writer,
+    source: socket.socket | int,
+    read: Callable[[memoryview], int],
+    stats: TransferStats,
+    gone: str,
+) -> None:
+    """One ``read`` per free region from a non-blocking socket or fd; EAGAIN waits for it."""
     while True:
         view = await writer.reserve(1)
         stats.regions += 1
         while True:
             try:
                 stats.syscalls += 1
-                got = sock.recv_into(view)
+                got = read(view)
             except BlockingIOError:
                 stats.waits += 1
-                await anyio.wait_readable(sock)
+                await anyio.wait_readable(source)
                 continue
             except _BROKEN as exc:
                 writer.commit(0)
-                raise BrokenResourceError(f"the peer reset the connection: {exc}") from exc
+                raise BrokenResourceError(f"{gone}: {exc}") from exc
             break
         writer.commit(got)
         if not got:
@@ -238,27 +238,8 @@ async def _fill_socket(writer: Writer, sock: socket.socket, stats: TransferStats
         stats.bytes += got
 
 
-async def _fill_fd(writer: Writer, fd: int, stats: TransferStats) -> None:
-    os.set_blocking(fd, False)
-    while True:
-        view = await writer.reserve(1)
-        stats.regions += 1
-        while True:
-            try:
-                stats.syscalls += 1
-                got = os.readv(fd, [view])
-            except BlockingIOError:
-                stats.waits += 1
-                await anyio.wait_readable(fd)
-                continue
-            except _BROKEN as exc:
-                writer.commit(0)
-                raise BrokenResourceError(f"the writing end went away: {exc}") from exc
-            break
-        writer.commit(got)
-        if not got:
-            return
-        stats.bytes += got
+def _readv_into(fd: int) -> Callable[[memoryview], int]:
+    return lambda view: os.readv(fd, [view])
 
 
 async def _fill_file(writer: Writer, fd: int, stats: TransferStats) -> None:
