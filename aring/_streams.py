@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from anyio import TypedAttributeSet, WouldBlock, typed_attribute
 from anyio.abc import ByteReceiveStream, ByteSendStream
@@ -85,6 +85,9 @@ class _TaskSide:
         def _leave_task(self, token: int) -> None: ...
         def _kind(self) -> str: ...
         def _ready(self, n: int) -> bool: ...
+        def close(self) -> None: ...
+        @property
+        def capacity(self) -> int: ...
 
     def _init_task_side(self, ring: Ring) -> None:
         self._watch = None
@@ -121,6 +124,24 @@ class _TaskSide:
         await watch.wait()
         while self.arm(n):
             await watch.wait()
+
+    async def aclose(self) -> None:
+        """``close()``, then a checkpoint: a cancelled ``aclose`` has still closed."""
+        self.close()
+        await current_backend().checkpoint()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _ring_attributes(self) -> dict[Any, Callable[[], Any]]:
+        return {
+            RingAttribute.capacity: lambda: self.capacity,
+            RingAttribute.notifier_fd: lambda: self.notifier_fd,
+            RingAttribute.ring: lambda: self._ring,
+        }
 
     def _close_watch(self) -> None:
         watch, self._watch = self._watch, None
@@ -216,25 +237,9 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
         super().close()
         self._close_watch()
 
-    async def aclose(self) -> None:
-        """``close()``, then a checkpoint: a cancelled ``aclose`` has still closed."""
-        self.close()
-        await current_backend().checkpoint()
-
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return {
-            RingAttribute.capacity: lambda: self.capacity,
-            RingAttribute.writable: self.writable,
-            RingAttribute.notifier_fd: lambda: self.notifier_fd,
-            RingAttribute.ring: lambda: self._ring,
-        }
-
-    def __enter__(self) -> Writer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        return {**self._ring_attributes(), RingAttribute.writable: self.writable}
 
 
 class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
@@ -303,22 +308,6 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
         super().close()
         self._close_watch()
 
-    async def aclose(self) -> None:
-        """``close()``, then a checkpoint: a cancelled ``aclose`` has still closed."""
-        self.close()
-        await current_backend().checkpoint()
-
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return {
-            RingAttribute.capacity: lambda: self.capacity,
-            RingAttribute.readable: self.readable,
-            RingAttribute.notifier_fd: lambda: self.notifier_fd,
-            RingAttribute.ring: lambda: self._ring,
-        }
-
-    def __enter__(self) -> Reader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        return {**self._ring_attributes(), RingAttribute.readable: self.readable}
