@@ -8,9 +8,6 @@ uvloop, and trio alike.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import anyio
 import pytest
 import trio
@@ -23,7 +20,7 @@ from anyio import (
     create_task_group,
     wait_all_tasks_blocked,
 )
-from asyncutil import assert_checkpoint, assert_schedule_point, ring_pair
+from asyncutil import as_trio_errors, assert_checkpoint, assert_schedule_point, ring_pair
 from streamcheck import check_one_way
 
 import aring
@@ -256,28 +253,16 @@ async def test_closing_the_writer_wakes_its_blocked_task(call: str) -> None:
 # --- trio's own checks through a translating view ---------------------------------------
 
 
-@contextmanager
-def _as_trio_errors() -> Iterator[None]:
-    try:
-        yield
-    except BusyResourceError as exc:
-        raise trio.BusyResourceError(*exc.args) from exc
-    except ClosedResourceError as exc:
-        raise trio.ClosedResourceError(*exc.args) from exc
-    except BrokenResourceError as exc:
-        raise trio.BrokenResourceError(*exc.args) from exc
-
-
 class TrioSendView(trio.abc.SendStream):
     def __init__(self, writer: aring.Writer) -> None:
         self.writer = writer
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        with _as_trio_errors():
+        with as_trio_errors():
             await self.writer.send(data)
 
     async def wait_send_all_might_not_block(self) -> None:
-        with _as_trio_errors():
+        with as_trio_errors():
             await self.writer.reserve(1)
             self.writer.commit(0)
 
@@ -290,7 +275,7 @@ class TrioReceiveView(trio.abc.ReceiveStream):
         self.reader = reader
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        with _as_trio_errors():
+        with as_trio_errors():
             try:
                 return await self.reader.receive(65536 if max_bytes is None else max_bytes)
             except EndOfStream:

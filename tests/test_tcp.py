@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import pytest
@@ -23,6 +23,7 @@ from anyio import (
     wait_all_tasks_blocked,
 )
 from anyio.abc import SocketAttribute
+from asyncutil import as_trio_errors
 from streamcheck import check_half_closeable
 
 import aring
@@ -193,38 +194,26 @@ async def test_cancelled_receive_loses_nothing() -> None:
 # --- trio's own half-closeable stream checks, through a translating view --------------
 
 
-@contextmanager
-def _as_trio_errors() -> Iterator[None]:
-    try:
-        yield
-    except BusyResourceError as exc:
-        raise trio.BusyResourceError(*exc.args) from exc
-    except ClosedResourceError as exc:
-        raise trio.ClosedResourceError(*exc.args) from exc
-    except BrokenResourceError as exc:
-        raise trio.BrokenResourceError(*exc.args) from exc
-
-
 class TrioView(trio.abc.HalfCloseableStream):
     def __init__(self, stream: aring.RingSocketStream) -> None:
         self.stream = stream
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        with _as_trio_errors():
+        with as_trio_errors():
             await self.stream.send(data)
 
     async def wait_send_all_might_not_block(self) -> None:
-        with _as_trio_errors():
+        with as_trio_errors():
             if self.stream._closed:
                 raise ClosedResourceError
             await trio.lowlevel.wait_writable(self.stream.extra(SocketAttribute.raw_socket))
 
     async def send_eof(self) -> None:
-        with _as_trio_errors():
+        with as_trio_errors():
             await self.stream.send_eof()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        with _as_trio_errors():
+        with as_trio_errors():
             try:
                 return await self.stream.receive(65536 if max_bytes is None else max_bytes)
             except EndOfStream:
