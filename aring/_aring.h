@@ -319,6 +319,7 @@ static int aring_unmap(char *base, size_t total) { return munmap(base, total); }
 
 /* ----------------------------------------------------------- notifiers */
 /* A notifier is a pair (read end, write end); eventfd uses one fd for both. */
+#define ARING_NOTIFIER_NONE 0     /* a ring only polled with try_*: no fds, no waits */
 #define ARING_NOTIFIER_EVENTFD 1
 #define ARING_NOTIFIER_PIPE 2
 
@@ -355,6 +356,7 @@ static int aring_notifier_open(int kind, int *rfd, int *wfd, aring_error *e) {
 static int aring_notifier_signal(int kind, int wfd) {
 #if !defined(_WIN32)
     ssize_t r;
+    if (wfd < 0) return 0;  /* no notifier */
     if (kind == ARING_NOTIFIER_EVENTFD) { uint64_t one = 1; r = write(wfd, &one, 8); }
     else { char one = 1; r = write(wfd, &one, 1); }
     if (r < 0 && errno != EAGAIN && errno != EINTR) return -1;
@@ -365,6 +367,7 @@ static int aring_notifier_signal(int kind, int wfd) {
 /* Drain: eventfd resets in one read; a pipe is read until empty. */
 static void aring_notifier_drain(int kind, int rfd) {
 #if !defined(_WIN32)
+    if (rfd < 0) return;
     if (kind == ARING_NOTIFIER_EVENTFD) { uint64_t v; ssize_t r = read(rfd, &v, 8); (void)r; return; }
     char buf[256];
     while (read(rfd, buf, sizeof buf) == (ssize_t)sizeof buf) {}

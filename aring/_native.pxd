@@ -103,6 +103,7 @@ cdef class _End:
     cdef bint _task_busy          # an async call of some task is in progress
 
     cdef int _enter(self) except -1
+    cdef int _check_notifier(self) except -1
     cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil
     cdef unsigned long _claim(self) except? 1
     cdef void _release_views(self) noexcept

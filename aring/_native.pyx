@@ -43,6 +43,7 @@ cdef extern from "_aring.h" nogil:
     int ARING_STRATEGY_SHM
     int ARING_STRATEGY_FILE
     int ARING_STRATEGY_COPY
+    int ARING_NOTIFIER_NONE
     int ARING_NOTIFIER_EVENTFD
     int ARING_NOTIFIER_PIPE
 
@@ -110,7 +111,11 @@ cdef dict _STRATEGY_CODES = {
     "copy": ARING_STRATEGY_COPY,
 }
 cdef dict _STRATEGY_NAMES = {v: k for k, v in _STRATEGY_CODES.items()}
-cdef dict _NOTIFIER_CODES = {"eventfd": ARING_NOTIFIER_EVENTFD, "pipe": ARING_NOTIFIER_PIPE}
+cdef dict _NOTIFIER_CODES = {
+    "eventfd": ARING_NOTIFIER_EVENTFD,
+    "pipe": ARING_NOTIFIER_PIPE,
+    "none": ARING_NOTIFIER_NONE,
+}
 cdef dict _NOTIFIER_NAMES = {v: k for k, v in _NOTIFIER_CODES.items()}
 
 # Failures that mean "this platform cannot do that": auto moves on to the next
@@ -451,7 +456,9 @@ cdef class RingCore:
         if notifier == "auto":
             notifier = "eventfd" if _os.uname().sysname == "Linux" else "pipe"
         if notifier not in _NOTIFIER_CODES:
-            raise ValueError(f"unknown notifier {notifier!r}; expected 'auto', 'eventfd' or 'pipe'")
+            raise ValueError(
+                f"unknown notifier {notifier!r}; expected 'auto', 'eventfd', 'pipe' or 'none'"
+            )
         cdef Py_ssize_t page = aring_page_size()
         cdef Py_ssize_t unit = page // _gcd(page, item) * item
         cap = _round_up(cap, unit)
@@ -467,9 +474,11 @@ cdef class RingCore:
         self._notifier = _NOTIFIER_CODES[notifier]
         self._generation = aring_fork_generation()
         try:
-            if aring_notifier_open(self._notifier, &self._writer_rfd, &self._writer_wfd, &e) < 0:
+            if self._notifier == ARING_NOTIFIER_NONE:
+                pass  # polled only: no fds, and arm()/wait() refuse
+            elif aring_notifier_open(self._notifier, &self._writer_rfd, &self._writer_wfd, &e) < 0:
                 raise _mapping_error(&e)
-            for i in range(nreaders):
+            for i in range(nreaders if self._notifier != ARING_NOTIFIER_NONE else 0):
                 if aring_notifier_open(self._notifier, &self._reader_rfd[i], &self._reader_wfd[i], &e) < 0:
                     raise _mapping_error(&e)
         except BaseException:
@@ -783,10 +792,19 @@ cdef class _End:
     @property
     def notifier_fd(self):
         """The fd that becomes readable when this end should look again."""
+        self._check_notifier()
         return self._notifier_fd()
 
     def _notifier_fd(self):
         raise NotImplementedError
+
+    cdef int _check_notifier(self) except -1:
+        if self._core._notifier == ARING_NOTIFIER_NONE:
+            raise RuntimeError(
+                f"this ring was made with notifier='none': it cannot wait; use the "
+                f"nonblocking calls (try_*), or make the ring with a notifier"
+            )
+        return 0
 
     def _check_size(self, n, bint allow_zero=False):
         """``n`` checked as the nonblocking calls check it (async methods check up front)."""
@@ -957,6 +975,7 @@ cdef class WriterEnd(_End):
         """
         cdef Py_ssize_t need = self._size_arg(n, "n", False)
         self._enter()
+        self._check_notifier()
         cdef RingCore core = self._core
         cdef aring_header *h = core._hdr
         if core._space() >= need:
@@ -977,6 +996,7 @@ cdef class WriterEnd(_End):
     def wait(self, n=1, timeout=None):
         """Block (GIL released) until n bytes are free; False on timeout."""
         cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        self._check_notifier()
         return _wait(self, need, timeout)
 
     def close(self):
@@ -1208,6 +1228,7 @@ cdef class ReaderEnd(_End):
         cdef Py_ssize_t need = self._size_arg(n, "n", False)
         cdef bint eof
         self._enter()
+        self._check_notifier()
         cdef RingCore core = self._core
         cdef aring_slot *slot = &core._hdr.slots[self._slot]
         if self._readable(&eof) >= need or eof:
@@ -1224,6 +1245,7 @@ cdef class ReaderEnd(_End):
     def wait(self, n=1, timeout=None):
         """Block (GIL released) until n bytes are readable or EOF; False on timeout."""
         cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        self._check_notifier()
         return _wait(self, need, timeout)
 
     def close(self):

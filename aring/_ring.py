@@ -27,7 +27,9 @@ class Ring(_native.RingCore):
     ``item_size``; all of it is usable.  ``strategy`` picks the mapping
     (``"auto"``, ``"memfd"``, ``"shm"``, ``"file"``, ``"copy"``); ``path`` keeps
     the ring's memory in that (new or empty) file.  ``notifier`` picks how
-    waiters sleep (``"auto"``, ``"eventfd"``, ``"pipe"``).
+    waiters sleep (``"auto"``, ``"eventfd"``, ``"pipe"``); ``"none"`` makes a
+    ring that is only polled (``try_*``): it opens no fds, and a call that
+    would have to wait raises ``RuntimeError``.
 
     Closing the ring closes its ends; it raises ``BufferError`` while views of
     its memory are alive.

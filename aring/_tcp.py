@@ -46,7 +46,8 @@ class RingSocketStream(SocketStream):
     def __init__(self, sock: socket.socket, *, capacity: int = DEFAULT_CAPACITY) -> None:
         sock.setblocking(False)
         self._sock = sock
-        self._ring = Ring(capacity)
+        # Filled and read by this stream's own calls, never waited on: no notifier fds.
+        self._ring = Ring(capacity, notifier="none")
         self._writer = self._ring.writer()
         self._reader = self._ring.reader()
         self._loaned = 0  # bytes of the last receive_exactly/until view, released next call

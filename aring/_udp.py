@@ -79,7 +79,8 @@ class RingUDPSocket(UnreliableObjectStream[UDPPacket]):
             sock.setsockopt(socket.SOL_SOCKET, _RXQ_OVFL, 1)
         self._sock = sock
         self._max_datagram = max_datagram
-        self._ring = Ring(capacity, item_size=_ALIGN)
+        # Used only by this socket's own calls, never waited on: no notifier fds.
+        self._ring = Ring(capacity, item_size=_ALIGN, notifier="none")
         self._writer = self._ring.writer()
         self._reader = self._ring.reader()
         self._stats = UDPStats()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -308,3 +309,26 @@ def test_bad_arguments(call: Call, exc: type[Exception], match: str) -> None:
 def test_bad_ring_arguments(kwargs: dict[str, Any], exc: type[Exception], match: str) -> None:
     with pytest.raises(exc, match=match):
         aring.Ring(**kwargs)
+
+
+def test_a_ring_without_notifier_polls_and_refuses_to_wait() -> None:
+    fd_dir = "/proc/self/fd"
+    before = len(os.listdir(fd_dir)) if os.path.isdir(fd_dir) else None
+    with aring.Ring(PAGE, readers=2, notifier="none") as ring:
+        if before is not None:
+            assert len(os.listdir(fd_dir)) - before <= 1  # the memory's fd only
+        assert ring.notifier == "none"
+        w, r = ring.writer(), ring.reader()
+        assert w.try_write(b"polled")
+        assert r.sync.receive(timeout=1) == b"polled"  # data there: no wait needed
+        with pytest.raises(RuntimeError, match="notifier='none'"):
+            r.sync.receive(timeout=0.1)
+        assert w.try_write(b"f" * PAGE)  # full now
+        with pytest.raises(RuntimeError, match="notifier='none'"):
+            w.sync.reserve(1, timeout=0.1)
+        with pytest.raises(RuntimeError, match="notifier='none'"):
+            r.notifier_fd  # noqa: B018
+        assert r.try_read(PAGE) == b"f" * PAGE
+        w.close()  # closing still works without fds to signal
+        with pytest.raises(EndOfStream):
+            r.try_read()
