@@ -40,7 +40,7 @@ from ._streams import Reader, Writer
 __all__ = ["TransferStats", "fill", "pump", "sendfile"]
 
 #: errors that mean the peer went away: BrokenResourceError for the caller
-_BROKEN = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+BROKEN_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 #: the most one ``send``/``write`` to a stream copy takes, so copies stay cache-sized
 _COPY_LIMIT = 1 << 20
 
@@ -92,7 +92,7 @@ async def pump(
         dst.setblocking(False)
         await _pump_pollable(reader, dst, dst.send, stats, "the peer closed the connection")
         if eof:
-            _shutdown_write(dst)
+            shutdown_write(dst)
     elif isinstance(dst, ByteSendStream):
         await _pump_stream(reader, dst, stats)
         if eof and hasattr(dst, "send_eof"):
@@ -141,7 +141,7 @@ async def _pump_pollable(
                 stats.waits += 1
                 await anyio.wait_writable(target)
                 continue
-            except _BROKEN as exc:
+            except BROKEN_ERRORS as exc:
                 raise BrokenResourceError(f"{gone}: {exc}") from exc
             break
         reader.consume(written)
@@ -169,7 +169,7 @@ async def _pump_stream(reader: Reader, dst: ByteSendStream, stats: TransferStats
         stats.bytes += n
 
 
-def _shutdown_write(sock: socket.socket) -> None:
+def shutdown_write(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_WR)
     except OSError as exc:
@@ -228,7 +228,7 @@ async def _fill_pollable(
                 stats.waits += 1
                 await anyio.wait_readable(source)
                 continue
-            except _BROKEN as exc:
+            except BROKEN_ERRORS as exc:
                 writer.commit(0)
                 raise BrokenResourceError(f"{gone}: {exc}") from exc
             break
@@ -305,7 +305,7 @@ async def sendfile(
             stats.waits += 1
             await anyio.wait_writable(sock)
             continue
-        except _BROKEN as exc:
+        except BROKEN_ERRORS as exc:
             raise BrokenResourceError(f"the peer closed the connection: {exc}") from exc
         if sent == 0:
             break  # the file is shorter than asked: stop at its end

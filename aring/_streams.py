@@ -26,7 +26,7 @@ from anyio import TypedAttributeSet, WouldBlock, typed_attribute
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import _native
-from ._sync import DEFAULT_MAX_BYTES, SyncReader, SyncWriter, part_wait
+from ._sync import DEFAULT_MAX_BYTES, SyncReader, SyncWriter, check_max_bytes, part_wait
 from .backends import Backend, Watch, current_backend
 
 if TYPE_CHECKING:
@@ -52,13 +52,6 @@ class RingAttribute(TypedAttributeSet):
     notifier_fd: int = typed_attribute()
     #: the ring this end belongs to (``notifier_writes``, ``strategy``...)
     ring: Ring = typed_attribute()
-
-
-def _check_max_bytes(max_bytes: int) -> None:
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
-        raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
-    if max_bytes < 1:
-        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
 
 
 def _bytes_view(data: Buffer) -> memoryview:
@@ -269,7 +262,7 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
         A cancelled call consumed nothing.
         """
         if type(max_bytes) is not int or max_bytes < 1:
-            _check_max_bytes(max_bytes)
+            check_max_bytes(max_bytes)
         # _run inlined: this is the hot path.
         backend = current_backend()
         await backend.checkpoint()
@@ -288,7 +281,7 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
 
     def receive_nowait(self, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         """Up to ``max_bytes`` readable bytes now, or ``anyio.WouldBlock``."""
-        _check_max_bytes(max_bytes)
+        check_max_bytes(max_bytes)
         data = self.try_read(max_bytes)
         if data is None:
             raise WouldBlock

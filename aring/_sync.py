@@ -15,9 +15,17 @@ from ._native import ReaderEnd, WriterEnd
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-__all__ = ["DEFAULT_MAX_BYTES", "SyncReader", "SyncWriter", "part_wait"]
+__all__ = ["DEFAULT_MAX_BYTES", "SyncReader", "SyncWriter", "check_max_bytes", "part_wait"]
 
 DEFAULT_MAX_BYTES: Final = 65536
+
+
+def check_max_bytes(max_bytes: int) -> None:
+    """TypeError for a non-int, ValueError below 1: what every receive checks up front."""
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+        raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
 
 
 def part_wait(end: WriterEnd, left: int) -> int:

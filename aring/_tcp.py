@@ -31,13 +31,13 @@ from anyio import (
 )
 from anyio.abc import SocketListener, SocketStream
 
+from ._io import BROKEN_ERRORS, shutdown_write
 from ._ring import Ring
-from ._sync import DEFAULT_MAX_BYTES
+from ._sync import DEFAULT_MAX_BYTES, check_max_bytes
 
 __all__ = ["RingSocketListener", "RingSocketStream", "connect_tcp", "create_tcp_listener"]
 
 DEFAULT_CAPACITY = 256 << 10
-_BROKEN = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
 class RingSocketStream(SocketStream):
@@ -84,7 +84,7 @@ class RingSocketStream(SocketStream):
         except BlockingIOError:
             self._writer.commit(0)
             return False
-        except _BROKEN as exc:
+        except BROKEN_ERRORS as exc:
             self._writer.commit(0)
             raise BrokenResourceError(f"the peer reset the connection: {exc}") from exc
         except OSError as exc:
@@ -115,10 +115,7 @@ class RingSocketStream(SocketStream):
             raise ClosedResourceError("this stream was closed")
 
     async def receive(self, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
-            raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
-        if max_bytes < 1:
-            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        check_max_bytes(max_bytes)
         await anyio.lowlevel.checkpoint()
         self._enter_receive()
         try:
@@ -251,7 +248,7 @@ class RingSocketStream(SocketStream):
                     if self._closed:
                         raise ClosedResourceError("this stream was closed") from None
                     continue
-                except _BROKEN as exc:
+                except BROKEN_ERRORS as exc:
                     raise BrokenResourceError(f"the peer closed the connection: {exc}") from exc
                 view = view[sent:]
         finally:
@@ -264,11 +261,7 @@ class RingSocketStream(SocketStream):
         if self._sending:
             raise BusyResourceError("another task is sending on this stream")
         self._eof_sent = True
-        try:
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            if exc.errno != errno.ENOTCONN:
-                raise
+        shutdown_write(self._sock)
 
     async def aclose(self) -> None:
         """Close: tasks blocked on the socket wake with ``ClosedResourceError``."""
