@@ -11,7 +11,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 # Reinstall (and so rebuild the extension) when the build inputs change.
-$(STAMP): $(PY) pyproject.toml setup.py aring/_native.pyx aring/_native.pxd aring/_aring.h
+$(STAMP): $(PY) pyproject.toml setup.py aring/_native.pyx aring/_native.pxd $(wildcard aring/_core/*.pxi aring/includes/*.h)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 

@@ -23,24 +23,23 @@ Targets, by type:
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
 from anyio import BrokenResourceError, EndOfStream
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
+from ._backends import FdWaiter
+from ._common import BROKEN_ERRORS, shutdown_write
 from ._streams import Reader, Writer
 
 __all__ = ["TransferStats", "fill", "pump", "sendfile"]
 
-#: errors that mean the peer went away: BrokenResourceError for the caller
-BROKEN_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 #: the most one ``send``/``write`` to a stream copy takes, so copies stay cache-sized
 _COPY_LIMIT = 1 << 20
 
@@ -123,6 +122,25 @@ async def _next_region(reader: Reader) -> memoryview | None:
         return None
 
 
+async def _call_when_ready(
+    call: Callable[[memoryview], int],
+    view: memoryview,
+    wait: Callable[[], Awaitable[None]],
+    stats: TransferStats,
+    gone: str,
+) -> int:
+    """``call(view)`` on a non-blocking fd, waiting with ``wait`` while it would block."""
+    while True:
+        try:
+            stats.syscalls += 1
+            return call(view)
+        except BlockingIOError:
+            stats.waits += 1
+            await wait()
+        except BROKEN_ERRORS as exc:
+            raise BrokenResourceError(f"{gone}: {exc}") from exc
+
+
 async def _pump_pollable(
     reader: Reader,
     target: socket.socket | int,
@@ -130,22 +148,16 @@ async def _pump_pollable(
     stats: TransferStats,
     gone: str,
 ) -> None:
-    """One ``write`` per region into a non-blocking socket or fd; EAGAIN waits for it."""
-    while (view := await _next_region(reader)) is not None:
-        stats.regions += 1
-        while True:
-            try:
-                stats.syscalls += 1
-                written = write(view)
-            except BlockingIOError:
-                stats.waits += 1
-                await anyio.wait_writable(target)
-                continue
-            except BROKEN_ERRORS as exc:
-                raise BrokenResourceError(f"{gone}: {exc}") from exc
-            break
-        reader.consume(written)
-        stats.bytes += written
+    """One ``write`` per region into a non-blocking socket or fd."""
+    fd = FdWaiter(target if isinstance(target, int) else target.fileno())
+    try:
+        while (view := await _next_region(reader)) is not None:
+            stats.regions += 1
+            written = await _call_when_ready(write, view, fd.wait_writable, stats, gone)
+            reader.consume(written)
+            stats.bytes += written
+    finally:
+        fd.release()
 
 
 async def _pump_file(reader: Reader, fd: int, stats: TransferStats) -> None:
@@ -167,14 +179,6 @@ async def _pump_stream(reader: Reader, dst: ByteSendStream, stats: TransferStats
         await dst.send(bytes(view[:n]))  # a copy: the transport may keep what it is given
         reader.consume(n)
         stats.bytes += n
-
-
-def shutdown_write(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError as exc:
-        if exc.errno != errno.ENOTCONN:
-            raise
 
 
 async def fill(
@@ -216,26 +220,23 @@ async def _fill_pollable(
     stats: TransferStats,
     gone: str,
 ) -> None:
-    """One ``read`` per free region from a non-blocking socket or fd; EAGAIN waits for it."""
-    while True:
-        view = await writer.reserve(1)
-        stats.regions += 1
+    """One ``read`` per free region from a non-blocking socket or fd."""
+    fd = FdWaiter(source if isinstance(source, int) else source.fileno())
+    try:
         while True:
+            view = await writer.reserve(1)
+            stats.regions += 1
             try:
-                stats.syscalls += 1
-                got = read(view)
-            except BlockingIOError:
-                stats.waits += 1
-                await anyio.wait_readable(source)
-                continue
-            except BROKEN_ERRORS as exc:
-                writer.commit(0)
-                raise BrokenResourceError(f"{gone}: {exc}") from exc
-            break
-        writer.commit(got)
-        if not got:
-            return
-        stats.bytes += got
+                got = await _call_when_ready(read, view, fd.wait_readable, stats, gone)
+            except BaseException:
+                writer.commit(0)  # the reservation ends; nothing was received
+                raise
+            writer.commit(got)
+            if not got:
+                return
+            stats.bytes += got
+    finally:
+        fd.release()
 
 
 def _readv_into(fd: int) -> Callable[[memoryview], int]:
@@ -296,19 +297,23 @@ async def sendfile(
     end = os.fstat(fd).st_size if count is None else offset + count
     sock.setblocking(False)
     position = offset
-    while position < end:
-        await anyio.lowlevel.checkpoint()
-        try:
-            stats.syscalls += 1
-            sent = os.sendfile(sock.fileno(), fd, position, min(end - position, 1 << 30))
-        except BlockingIOError:
-            stats.waits += 1
-            await anyio.wait_writable(sock)
-            continue
-        except BROKEN_ERRORS as exc:
-            raise BrokenResourceError(f"the peer closed the connection: {exc}") from exc
-        if sent == 0:
-            break  # the file is shorter than asked: stop at its end
-        position += sent
-        stats.bytes += sent
+    waiter = FdWaiter(sock.fileno())
+    try:
+        while position < end:
+            await anyio.lowlevel.checkpoint()
+            try:
+                stats.syscalls += 1
+                sent = os.sendfile(sock.fileno(), fd, position, min(end - position, 1 << 30))
+            except BlockingIOError:
+                stats.waits += 1
+                await waiter.wait_writable()
+                continue
+            except BROKEN_ERRORS as exc:
+                raise BrokenResourceError(f"the peer closed the connection: {exc}") from exc
+            if sent == 0:
+                break  # the file is shorter than asked: stop at its end
+            position += sent
+            stats.bytes += sent
+    finally:
+        waiter.release()
     return stats.bytes

@@ -1,10 +1,43 @@
+# The native core's declarations: the C helpers it calls (aring/includes/*.h)
+# and the layout of its extension types.  _native.pyx includes one .pxi per
+# concern (aring/_core/) and the fields below are shared between them.
+
 from libc.stdint cimport uint32_t, uint64_t
 
 
-cdef extern from "_aring.h" nogil:
+cdef extern from "includes/aring.h" nogil:
+    # error.h
     ctypedef struct aring_error:
         const char *step
         int err
+
+    # atomics.h
+    uint64_t aring_load_acquire_u64(uint64_t *p)
+    uint64_t aring_load_relaxed_u64(uint64_t *p)
+    void aring_store_release_u64(uint64_t *p, uint64_t v)
+    uint32_t aring_load_acquire_u32(uint32_t *p)
+    void aring_store_seqcst_u32(uint32_t *p, uint32_t v)
+    uint32_t aring_exchange_u32(uint32_t *p, uint32_t v)
+    int aring_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired)
+    uint32_t aring_fetch_or_u32(uint32_t *p, uint32_t v)
+    uint64_t aring_fetch_or_u64(uint64_t *p, uint64_t v)
+    uint64_t aring_fetch_and_u64(uint64_t *p, uint64_t v)
+    uint64_t aring_fetch_add_u64(uint64_t *p, uint64_t v)
+    void aring_fence_seqcst()
+    int aring_ctz64(uint64_t v)
+    void aring_cpu_relax()
+    uint64_t aring_now_ns()
+
+    # header.h
+    int ARING_LINE
+    uint64_t ARING_MAGIC
+    uint32_t ARING_LAYOUT_VERSION
+    int ARING_MAX_READERS
+    uint32_t ARING_FLAG_WRITER_CLOSED
+    uint32_t ARING_FLAG_READER_ATTACHED
+    uint32_t ARING_SLOT_FREE
+    uint32_t ARING_SLOT_CLAIMED
+    uint32_t ARING_SLOT_ACTIVE
 
     ctypedef struct aring_geometry:
         uint64_t magic
@@ -20,9 +53,6 @@ cdef extern from "_aring.h" nogil:
 
     ctypedef struct aring_line_u64:
         uint64_t value
-
-    ctypedef struct aring_line_u32:
-        uint32_t value
 
     ctypedef struct aring_waiter:
         uint32_t flag
@@ -41,6 +71,49 @@ cdef extern from "_aring.h" nogil:
         aring_line_u64 readers_waiting
         aring_line_u64 notifier_writes
         aring_slot slots[1]   # flexible array member in C
+
+    size_t aring_header_bytes(size_t max_readers)
+
+    # mapping.h
+    int ARING_STRATEGY_MEMFD
+    int ARING_STRATEGY_SHM
+    int ARING_STRATEGY_FILE
+    int ARING_STRATEGY_COPY
+    long aring_page_size()
+    long aring_allocation_granularity()
+    int aring_create_memfd(size_t size, int *fd, aring_error *e)
+    int aring_create_shm(size_t size, int *fd, aring_error *e)
+    int aring_open_file(const char *path, int tmp, size_t size, int *fd, aring_error *e)
+    int aring_map_double(int fd, size_t hdr, size_t n, char **base, aring_error *e)
+    int aring_map_copy(size_t total, char **base, aring_error *e)
+    int aring_unmap(char *base, size_t total)
+    int aring_close_fd(int fd)
+
+    # notifier.h
+    int ARING_NOTIFIER_NONE
+    int ARING_NOTIFIER_EVENTFD
+    int ARING_NOTIFIER_PIPE
+    int aring_notifier_open(int kind, int *rfd, int *wfd, aring_error *e)
+    int aring_notifier_signal(int kind, int wfd)
+    void aring_notifier_drain(int kind, int rfd)
+
+    # process.h
+    int aring_install_fork_hook()
+    unsigned long aring_fork_generation()
+
+
+cdef extern from "<poll.h>" nogil:
+    cdef struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
+    short POLLIN
+
+
+cdef extern from "<unistd.h>" nogil:
+    int usleep(unsigned int usec)
+    int getpid()
 
 
 cdef class DoubleMappedBuffer:
@@ -73,7 +146,7 @@ cdef class RingCore:
     cdef int _reader_wfd[64]
     cdef bint _mirrored
     cdef bint _closed
-    cdef int _inflight
+    cdef int _inflight            # GIL-free copies, spins and polls running now
     cdef unsigned long _generation
     cdef object _window
     cdef object _rwindow
@@ -85,7 +158,6 @@ cdef class RingCore:
     cdef Py_ssize_t _space(self) except -2
     cdef void _wake_readers(self, bint everyone) noexcept
     cdef void _wake_writer(self, uint64_t position) noexcept
-    cdef int _poll(self, int fd, double timeout) except -1
     cdef int _copy_in(self, uint64_t position, const char *src, Py_ssize_t n) except -1
     cdef int _copy_out(self, uint64_t position, char *dst, Py_ssize_t n) except -1
     cdef void _signal_all(self) noexcept
@@ -94,33 +166,34 @@ cdef class RingCore:
 
 cdef class _End:
     cdef RingCore _core
+    cdef str _kind                # "writer" or "reader", for messages
     cdef bint _closed
-    cdef unsigned long _owner
+    cdef unsigned long _owner     # the thread using the end now (0: none)
+    cdef bint _task_busy          # an async call of some task is in progress
     cdef unsigned long _generation
     cdef list _views
-
     cdef uint64_t _spin_ns        # adaptive: how long wait() spins before it sleeps
-    cdef bint _task_busy          # an async call of some task is in progress
 
-    cdef int _enter(self) except -1
-    cdef int _check_notifier(self) except -1
-    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil
-    cdef unsigned long _claim(self) except? 1
+    cdef int _check_usable(self) except -1
+    cpdef unsigned long _acquire(self, bint task=*) except? 1
+    cpdef _release(self, unsigned long token, bint task=*)
     cdef void _release_views(self) noexcept
     cdef Py_ssize_t _size_arg(self, object n, str what, bint allow_zero) except -1
+    cdef int _check_notifier(self) except -1
+    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil
+    cdef int _notifier_rfd(self) noexcept
+    cdef _leave(self)
 
 
 cdef class WriterEnd(_End):
     cdef Py_ssize_t _reserved
 
     cdef Py_ssize_t _try_write(self, const char *src, Py_ssize_t n, bint partial) except -1
-    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil
 
 
 cdef class ReaderEnd(_End):
     cdef int _slot
 
     cdef Py_ssize_t _readable(self, bint *eof) except -1
-    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil
-    cdef uint64_t _join_position(self, aring_header *h, int own)
     cdef void _advance(self, Py_ssize_t count) noexcept
+

@@ -19,9 +19,10 @@ import anyio
 from anyio import BrokenResourceError, create_task_group
 from anyio.abc import TaskStatus
 
+from ._backends import FdWaiter
+from ._common import connect_socket
 from ._io import TransferStats, fill, pump
 from ._ring import open as open_ring
-from ._tcp import connect_socket
 
 __all__ = ["RelayStats", "parse_address", "serve_relay"]
 
@@ -121,20 +122,24 @@ async def serve_relay(
     family, _, _, _, address = infos[0]
     resolved = (int(family), (str(address[0]), int(address[1])))
     listener = socket.create_server(listen, backlog=1024, reuse_port=False)
+    waiter = FdWaiter(listener.fileno())
     with listener:
         listener.setblocking(False)
         task_status.started(listener.getsockname()[1])
-        async with create_task_group() as tg:
-            while True:
-                await anyio.wait_readable(listener)
+        try:
+            async with create_task_group() as tg:
                 while True:
-                    try:
-                        client, _ = listener.accept()
-                    except BlockingIOError:
-                        break
-                    except OSError:  # EMFILE and friends: try again on the next wakeup
-                        with contextlib.suppress(Exception):
-                            await anyio.sleep(0.01)
-                        break
-                    client.setblocking(False)
-                    tg.start_soon(_connection, client, resolved, capacity, stats)
+                    await waiter.wait_readable()
+                    while True:
+                        try:
+                            client, _ = listener.accept()
+                        except BlockingIOError:
+                            break
+                        except OSError:  # EMFILE and friends: try again on the next wakeup
+                            with contextlib.suppress(Exception):
+                                await anyio.sleep(0.01)
+                            break
+                        client.setblocking(False)
+                        tg.start_soon(_connection, client, resolved, capacity, stats)
+        finally:
+            waiter.notify_closing()  # the loop forgets the fd before it is closed

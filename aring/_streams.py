@@ -26,8 +26,9 @@ from anyio import TypedAttributeSet, WouldBlock, typed_attribute
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import _native
-from ._sync import DEFAULT_MAX_BYTES, SyncReader, SyncWriter, check_max_bytes, part_wait
-from .backends import Backend, Watch, current_backend
+from ._backends import Backend, Watch, current_backend
+from ._common import DEFAULT_MAX_BYTES, check_max_bytes, part_wait
+from ._sync import SyncReader, SyncWriter
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -66,7 +67,6 @@ class _TaskSide:
     """What both ends share on the async side: task exclusion and sleeping on the notifier."""
 
     _watch: Watch | None
-    _pipe: bool
     _ring: Ring
 
     if TYPE_CHECKING:
@@ -74,9 +74,8 @@ class _TaskSide:
         @property
         def notifier_fd(self) -> int: ...
         def arm(self, n: int = 1) -> bool: ...
-        def _enter_task(self) -> int: ...
-        def _leave_task(self, token: int) -> None: ...
-        def _kind(self) -> str: ...
+        def _acquire(self, task: bool = False) -> int: ...
+        def _release(self, token: int, task: bool = False) -> None: ...
         def _ready(self, n: int) -> bool: ...
         def close(self) -> None: ...
         @property
@@ -84,14 +83,13 @@ class _TaskSide:
 
     def _init_task_side(self, ring: Ring) -> None:
         self._watch = None
-        self._pipe = ring.notifier == "pipe"
         self._ring = ring
 
     async def _run(self, attempt: Callable[[], _T | None], n: int) -> _T:
         """Checkpoint, then ``attempt()`` until it has a result, waiting for ``n`` between tries."""
         backend = current_backend()
         await backend.checkpoint()
-        token = self._enter_task()
+        token = self._acquire(True)
         try:
             result = attempt()
             while result is None:
@@ -99,7 +97,7 @@ class _TaskSide:
                 result = attempt()
             return result
         finally:
-            self._leave_task(token)
+            self._release(token, True)
 
     async def _wait_until_ready(self, backend: Backend, n: int) -> None:
         """Return once ``arm(n)`` says the end is ready; its errors (closed, broken) propagate."""
@@ -113,7 +111,7 @@ class _TaskSide:
         if watch is None or watch.key is not backend.loop_key():
             if watch is not None:
                 watch.close()
-            watch = self._watch = backend.watch(os.dup(self.notifier_fd), self._pipe)
+            watch = self._watch = backend.watch(os.dup(self.notifier_fd), self._ring.notifier)
         await watch.wait()
         while self.arm(n):
             await watch.wait()
@@ -184,17 +182,17 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
             # _run inlined: this is the hot path.
             backend = current_backend()
             await backend.checkpoint()
-            token = self._enter_task()
+            token = self._acquire(True)
             try:
                 while not self.try_write(view):
                     await self._wait_until_ready(backend, total)
             finally:
-                self._leave_task(token)
+                self._release(token, True)
             return
         view = _bytes_view(item)
         backend = current_backend()
         await backend.checkpoint()
-        token = self._enter_task()
+        token = self._acquire(True)
         try:
             sent = 0
             while True:
@@ -203,10 +201,7 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
                     return
                 await self._wait_until_ready(backend, part_wait(self, total - sent))
         finally:
-            self._leave_task(token)
-
-    def _ready(self, n: int) -> bool:
-        return self.writable() >= n
+            self._release(token, True)
 
     def _nothing_to_send(self) -> bool:
         self.writable()  # an empty send still raises if every reader left
@@ -266,7 +261,7 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
         # _run inlined: this is the hot path.
         backend = current_backend()
         await backend.checkpoint()
-        token = self._enter_task()
+        token = self._acquire(True)
         try:
             data = self.try_read(max_bytes)
             while data is None:
@@ -274,10 +269,7 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
                 data = self.try_read(max_bytes)
             return data
         finally:
-            self._leave_task(token)
-
-    def _ready(self, n: int) -> bool:
-        return self.readable() >= n or self.at_eof()
+            self._release(token, True)
 
     def receive_nowait(self, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         """Up to ``max_bytes`` readable bytes now, or ``anyio.WouldBlock``."""

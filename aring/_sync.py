@@ -8,40 +8,48 @@ never in a polling loop.  ``timeout=None`` waits forever; on timeout
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from ._native import ReaderEnd, WriterEnd
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-__all__ = ["DEFAULT_MAX_BYTES", "SyncReader", "SyncWriter", "check_max_bytes", "part_wait"]
+from ._common import DEFAULT_MAX_BYTES, part_wait
 
-DEFAULT_MAX_BYTES: Final = 65536
-
-
-def check_max_bytes(max_bytes: int) -> None:
-    """TypeError for a non-int, ValueError below 1: what every receive checks up front."""
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
-        raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
-    if max_bytes < 1:
-        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+__all__ = ["SyncReader", "SyncWriter"]
 
 
-def part_wait(end: WriterEnd, left: int) -> int:
-    """How much space to wait for before the next part of a send larger than the ring.
-
-    Half the ring (or what is left): waking for every freed byte would cost a
-    wakeup per consume, waiting for the whole ring would idle the reader.
-    """
-    capacity = end.capacity
-    item = end.item_size
-    half = max(item, (capacity // 2) // item * item)
-    return min(left, half)
+_T = TypeVar("_T")
 
 
 def _timed_out(what: str, timeout: float | None) -> TimeoutError:
     return TimeoutError(f"{what} did not complete within {timeout} s")
+
+
+def _until(
+    end: WriterEnd | ReaderEnd,
+    attempt: Callable[[], _T | None],
+    n: int | Callable[[], int],
+    timeout: float | None,
+    what: str | Callable[[], str],
+) -> _T:
+    """``attempt()`` until it has a result, waiting for ``n`` bytes between tries.
+
+    ``timeout`` bounds the whole call; ``n`` and ``what`` may be computed per wait.
+    """
+    result = attempt()
+    left = timeout  # the first wait checks it (TypeError, ValueError)
+    start = time.monotonic()
+    while result is None:
+        if not end.wait(n() if callable(n) else n, left):
+            raise _timed_out(what() if callable(what) else what, timeout)
+        result = attempt()
+        if timeout is not None:
+            left = max(0.0, timeout - (time.monotonic() - start))
+    return result
 
 
 class SyncWriter:
@@ -65,28 +73,32 @@ class SyncWriter:
             view = memoryview(data).cast("B")
             total = len(view)
             if total <= end.capacity:
-                if not end.try_write(view) and total:
-                    if not end.wait(total, timeout):
-                        raise _timed_out("send", timeout)
-                    end.try_write(view)
+                if total:
+                    _until(end, lambda: end.try_write(view) or None, total, timeout, "send")
+                else:
+                    end.writable()  # an empty send still raises if every reader left
                 return
             sent = 0
-            while sent < total:
+
+            def part() -> bool | None:
+                nonlocal sent
                 sent += end.try_write(view[sent:], partial=True)
-                if sent < total and not end.wait(part_wait(end, total - sent), timeout):
-                    raise _timed_out(f"send (after {sent} of {total} bytes)", timeout)
+                return True if sent == total else None
+
+            _until(
+                end,
+                part,
+                lambda: part_wait(end, total - sent),
+                timeout,
+                lambda: f"send (after {sent} of {total} bytes)",
+            )
         finally:
             end._release(token)
 
     def reserve(self, n: int = 1, timeout: float | None = None) -> memoryview:
         """A writable view of all free space, len >= n, waiting for it."""
         end = self._end
-        view = end.try_reserve(n)
-        while view is None:
-            if not end.wait(n, timeout):
-                raise _timed_out(f"reserve({n})", timeout)
-            view = end.try_reserve(n)
-        return view
+        return _until(end, lambda: end.try_reserve(n), n, timeout, f"reserve({n})")
 
 
 class SyncReader:
@@ -101,30 +113,14 @@ class SyncReader:
     def receive(self, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float | None = None) -> bytes:
         """Up to ``max_bytes`` bytes, waiting for at least one."""
         end = self._end
-        data = end.try_read(max_bytes)
-        while data is None:
-            if not end.wait(1, timeout):
-                raise _timed_out("receive", timeout)
-            data = end.try_read(max_bytes)
-        return data
+        return _until(end, lambda: end.try_read(max_bytes), 1, timeout, "receive")
 
     def receive_into(self, buffer: Buffer, timeout: float | None = None) -> int:
         """Fill ``buffer`` with what is readable (at least one byte); the count."""
         end = self._end
-        count = end.try_read_into(buffer)
-        while count is None:
-            if not end.wait(1, timeout):
-                raise _timed_out("receive_into", timeout)
-            count = end.try_read_into(buffer)
-        return count
+        return _until(end, lambda: end.try_read_into(buffer), 1, timeout, "receive_into")
 
     def peek(self, n: int = 1, timeout: float | None = None) -> memoryview:
         """A read-only view of all readable bytes, len >= n (or the rest at EOF)."""
         end = self._end
-        view = end.try_peek(n)
-        while view is None:
-            if not end.wait(n, timeout):
-                raise _timed_out(f"peek({n})", timeout)
-            view = end.try_peek(n)
-        return view
-
+        return _until(end, lambda: end.try_peek(n), n, timeout, f"peek({n})")

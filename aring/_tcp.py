@@ -15,10 +15,8 @@ released by the next receive-side call, after which using it raises
 from __future__ import annotations
 
 import contextlib
-import errno
 import re
 import socket
-from typing import Any
 
 import anyio
 from anyio import (
@@ -31,9 +29,15 @@ from anyio import (
 )
 from anyio.abc import SocketListener, SocketStream
 
-from ._io import BROKEN_ERRORS, shutdown_write
+from ._backends import FdWaiter
+from ._common import (
+    BROKEN_ERRORS,
+    DEFAULT_MAX_BYTES,
+    check_max_bytes,
+    connect_socket,
+    shutdown_write,
+)
 from ._ring import Ring
-from ._sync import DEFAULT_MAX_BYTES, check_max_bytes
 
 __all__ = ["RingSocketListener", "RingSocketStream", "connect_tcp", "create_tcp_listener"]
 
@@ -46,6 +50,7 @@ class RingSocketStream(SocketStream):
     def __init__(self, sock: socket.socket, *, capacity: int = DEFAULT_CAPACITY) -> None:
         sock.setblocking(False)
         self._sock = sock
+        self._fd = FdWaiter(sock.fileno())
         # Filled and read by this stream's own calls, never waited on: no notifier fds.
         self._ring = Ring(capacity, notifier="none")
         self._writer = self._ring.writer()
@@ -108,7 +113,7 @@ class RingSocketStream(SocketStream):
 
     async def _wait_readable(self) -> None:
         try:
-            await anyio.wait_readable(self._sock)
+            await self._fd.wait_readable()
         except ClosedResourceError:
             raise ClosedResourceError("this stream was closed") from None
         if self._closed:
@@ -242,7 +247,7 @@ class RingSocketStream(SocketStream):
                     sent = self._sock.send(view)
                 except BlockingIOError:
                     try:
-                        await anyio.wait_writable(self._sock)
+                        await self._fd.wait_writable()
                     except ClosedResourceError:
                         raise ClosedResourceError("this stream was closed") from None
                     if self._closed:
@@ -267,7 +272,7 @@ class RingSocketStream(SocketStream):
         """Close: tasks blocked on the socket wake with ``ClosedResourceError``."""
         if not self._closed:
             self._closed = True
-            anyio.notify_closing(self._sock)  # wake waiters before the fd goes
+            self._fd.notify_closing()  # wake waiters before the fd goes
             self._sock.close()
             self._loaned = 0
             # If the caller still holds slices of received views, the memory stays
@@ -279,30 +284,6 @@ class RingSocketStream(SocketStream):
     @property
     def _raw_socket(self) -> socket.socket:
         return self._sock
-
-
-async def connect_socket(
-    family: int, address: tuple[Any, ...], local_host: str | None = None
-) -> socket.socket:
-    """A connected non-blocking TCP socket; the connect waits with the loop's fd wait."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        if local_host is not None:
-            sock.bind((local_host, 0))
-        try:
-            sock.connect(address)
-        except BlockingIOError:
-            await anyio.wait_writable(sock)
-            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if error:
-                name = errno.errorcode.get(error, str(error))
-                raise OSError(error, f"connecting to {address[0]}:{address[1]}: {name}") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 async def _connect(host: str, port: int, local_host: str | None) -> socket.socket:
@@ -329,6 +310,7 @@ class RingSocketListener(SocketListener):
     def __init__(self, sock: socket.socket, *, capacity: int = DEFAULT_CAPACITY) -> None:
         sock.setblocking(False)
         self._sock = sock
+        self._fd = FdWaiter(sock.fileno())
         self._capacity = capacity
         self._closed = False
 
@@ -340,7 +322,7 @@ class RingSocketListener(SocketListener):
             try:
                 client, _ = self._sock.accept()
             except BlockingIOError:
-                await anyio.wait_readable(self._sock)
+                await self._fd.wait_readable()
                 continue
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return RingSocketStream(client, capacity=self._capacity)
@@ -348,7 +330,7 @@ class RingSocketListener(SocketListener):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            anyio.notify_closing(self._sock)
+            self._fd.notify_closing()
             self._sock.close()
         await anyio.lowlevel.checkpoint()
 

@@ -23,6 +23,7 @@ import anyio
 from anyio import BusyResourceError, ClosedResourceError
 from anyio.abc import UnreliableObjectStream
 
+from ._backends import FdWaiter
 from ._ring import Ring
 
 __all__ = ["RingUDPSocket", "UDPStats", "create_udp_socket"]
@@ -78,6 +79,7 @@ class RingUDPSocket(UnreliableObjectStream[UDPPacket]):
         if _RXQ_OVFL is not None:
             sock.setsockopt(socket.SOL_SOCKET, _RXQ_OVFL, 1)
         self._sock = sock
+        self._fd = FdWaiter(sock.fileno())
         self._max_datagram = max_datagram
         # Used only by this socket's own calls, never waited on: no notifier fds.
         self._ring = Ring(capacity, item_size=_ALIGN, notifier="none")
@@ -159,7 +161,7 @@ class RingUDPSocket(UnreliableObjectStream[UDPPacket]):
                 if packet is not None:
                     return packet
                 try:
-                    await anyio.wait_readable(self._sock)
+                    await self._fd.wait_readable()
                 except ClosedResourceError:
                     raise ClosedResourceError("this socket was closed") from None
                 if self._closed:
@@ -186,12 +188,12 @@ class RingUDPSocket(UnreliableObjectStream[UDPPacket]):
                 self._sock.sendto(data, (host, port))
                 return
             except BlockingIOError:
-                await anyio.wait_writable(self._sock)
+                await self._fd.wait_writable()
 
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            anyio.notify_closing(self._sock)
+            self._fd.notify_closing()
             self._sock.close()
             self._ring.close()
         await anyio.lowlevel.checkpoint()

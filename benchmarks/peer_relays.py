@@ -195,7 +195,7 @@ def main() -> None:
     elif name == "uvloop-streams":
         import uvloop
 
-        from aring._peers import serve_asyncio_streams
+        from aring._cli.relay_demo import serve_asyncio_streams
 
         uvloop.run(serve_asyncio_streams(("127.0.0.1", listen), ("127.0.0.1", target)))
     elif name == "trio":

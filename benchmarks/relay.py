@@ -2,7 +2,7 @@
 
 Each relay runs in its own process; its CPU comes from ``wait4`` after SIGTERM.
 Rounds interleave the relays.  Peers: no relay (direct), socat (-b 262144),
-a plain asyncio streams relay (``python -m aring._peers asyncio-streams``), and
+a plain asyncio streams relay (``python -m aring._cli.relay_demo``, the demo's peer), and
 the relays in peer_relays.py (splice, uvloop BufferedProtocol, trio, anyio).
 
 Run: python benchmarks/relay.py [--seconds 4] [--rounds 3]
@@ -38,7 +38,7 @@ def _relay_command(name: str, listen: int, target: int) -> list[str] | None:
         return ["socat", "-b", "262144", f"TCP-LISTEN:{listen},reuseaddr,fork,bind=127.0.0.1",
                 f"TCP:127.0.0.1:{target}"]
     if name == "asyncio streams":
-        return [py, "-m", "aring._peers", "asyncio-streams", "--listen", f"127.0.0.1:{listen}",
+        return [py, "-m", "aring._cli.relay_demo", "--listen", f"127.0.0.1:{listen}",
                 "--to", f"127.0.0.1:{target}"]
     if name in PEER_RELAYS:
         return [py, str(Path(__file__).with_name("peer_relays.py")), name, str(listen), str(target)]

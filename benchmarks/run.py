@@ -1,7 +1,7 @@
 """Every benchmark against its peers in one run: results JSON, PNG plots, docs/performance.md.
 
 Run: python benchmarks/run.py [--quick] [--only SCENARIO ...]
-(``make bench`` / ``make bench-quick``, or ``python -m aring bench`` from a checkout)
+(``make bench`` or ``make bench-quick``)
 
 --quick finishes in under two minutes with smaller volumes and fewer rounds;
 its figures are noisier and are not written to docs/performance.md.

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from aring.__main__ import main
-from aring._demo import run_demo
-from aring._units import format_size, parse_size
+from aring._cli import main
+from aring._cli.demo import run_demo
+from aring._cli.units import format_size, parse_size
 
 
 @pytest.mark.parametrize(

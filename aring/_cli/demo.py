@@ -16,9 +16,9 @@ from typing import TextIO
 
 from anyio import EndOfStream
 
-from ._progress import Progress
-from ._ring import Ring
-from ._units import format_size
+from .._ring import Ring
+from .progress import Progress
+from .units import format_size
 
 __all__ = ["run_demo"]
 

@@ -1,7 +1,9 @@
 """``python -m aring demo``: 1 GiB through the aring relay and through a plain asyncio relay.
 
 On loopback: a sink thread, a relay in its own process, and a source thread
-that sends the data and half-closes.  Each relay is measured the same way in
+that sends the data and half-closes.  The peer is the relay most Python code
+would write (``serve_asyncio_streams`` below, run as ``python -m
+aring._cli.relay_demo --listen HOST:PORT --to HOST:PORT``).  Each relay is measured the same way in
 the same run: wall time from the first byte sent to the last byte received,
 and the relay process's CPU seconds (``wait4``) per GB.  The sink checksums
 every byte.
@@ -9,6 +11,9 @@ every byte.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -20,12 +25,14 @@ import zlib
 from dataclasses import dataclass
 from typing import TextIO
 
-from ._progress import Progress
-from ._units import format_size
+from .._relay import parse_address
+from .progress import Progress
+from .units import format_size
 
-__all__ = ["RelayRun", "run_relay_demo"]
+__all__ = ["RelayRun", "run_relay_demo", "serve_asyncio_streams"]
 
 _PATTERN = 1 << 20
+_READ_SIZE = 256 << 10
 
 
 @dataclass
@@ -131,7 +138,7 @@ def run_relay_demo(*, size: int, loop: str, out: TextIO, progress: TextIO) -> in
             "--to", "127.0.0.1:{target}", "--loop", loop,
         ],
         "asyncio streams": [
-            python, "-m", "aring._peers", "asyncio-streams", "--listen", "127.0.0.1:0",
+            python, "-m", "aring._cli.relay_demo", "--listen", "127.0.0.1:0",
             "--to", "127.0.0.1:{target}",
         ],
     }
@@ -154,3 +161,52 @@ def run_relay_demo(*, size: int, loop: str, out: TextIO, progress: TextIO) -> in
         "its CPU per GB\n"
     )
     return 0 if all(run.intact for run in runs) else 1
+
+
+# -- the peer: asyncio streams, 256 KiB per read, one coroutine per direction
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(_READ_SIZE):
+        writer.write(data)
+        await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
+
+
+async def serve_asyncio_streams(listen: tuple[str, int], target: tuple[str, int]) -> None:
+    async def handle(c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        try:
+            t_reader, t_writer = await asyncio.open_connection(*target)
+        except OSError:
+            c_writer.close()
+            return
+        with contextlib.suppress(OSError):
+            await asyncio.gather(_pipe(c_reader, t_writer), _pipe(t_reader, c_writer))
+        for w in (c_writer, t_writer):
+            w.close()
+
+    server = await asyncio.start_server(handle, *listen)
+    port = server.sockets[0].getsockname()[1]
+    print(f"asyncio-streams relay: {listen[0]}:{port} -> {target[0]}:{target[1]}", file=sys.stderr)
+    sys.stderr.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m aring._cli.relay_demo", description="the demo's asyncio streams relay"
+    )
+    parser.add_argument("--listen", required=True, type=parse_address)
+    parser.add_argument("--to", required=True, type=parse_address)
+    args = parser.parse_args()
+    asyncio.run(serve_asyncio_streams(args.listen, args.to))
+
+
+if __name__ == "__main__":
+    _main()

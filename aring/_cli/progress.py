@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from ._units import format_size
+from .units import format_size
 
 __all__ = ["Progress"]
 

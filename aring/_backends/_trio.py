@@ -1,4 +1,4 @@
-"""trio: ``trio.lowlevel.wait_readable`` on the end's own fd.
+"""trio: ``trio.lowlevel.wait_readable``/``wait_writable`` on the fd.
 
 Closing follows trio's rule: ``notify_closing`` (which wakes a task waiting on
 the fd with ``trio.ClosedResourceError``) before ``os.close``, always in the
@@ -12,19 +12,22 @@ import os
 from collections.abc import Awaitable
 
 import trio
+from anyio import ClosedResourceError
 
-from . import drain_notifier
+from .._native import drain_notifier
 
 __all__ = ["backend"]
 
 
 class TrioWatch:
-    __slots__ = ("_closed", "_fd", "_pipe", "_token")
+    """A ring end's notifier in one run: the watch owns its duplicate fd."""
 
-    def __init__(self, token: trio.lowlevel.TrioToken, fd: int, pipe: bool) -> None:
+    __slots__ = ("_closed", "_fd", "_kind", "_token")
+
+    def __init__(self, token: trio.lowlevel.TrioToken, fd: int, kind: str) -> None:
         self._token = token
         self._fd = fd
-        self._pipe = pipe
+        self._kind = kind
         self._closed = False
 
     @property
@@ -41,7 +44,7 @@ class TrioWatch:
         # A teardown posted from another thread may have run while this task
         # was being rescheduled; the fd number may even be reused by now.
         if self._fd >= 0:
-            drain_notifier(self._fd, self._pipe)
+            drain_notifier(self._fd, self._kind)
 
     def close(self) -> None:
         if self._closed:
@@ -72,24 +75,52 @@ class TrioWatch:
             os.close(fd)
 
 
+class TrioSocketWatch:
+    """A socket or pipe fd in one run; the caller owns the fd."""
+
+    __slots__ = ("_fd", "_token")
+
+    def __init__(self, token: trio.lowlevel.TrioToken, fd: int) -> None:
+        self._token = token
+        self._fd = fd
+
+    @property
+    def key(self) -> object:
+        return self._token
+
+    async def wait_readable(self) -> None:
+        try:
+            await trio.lowlevel.wait_readable(self._fd)
+        except trio.ClosedResourceError:
+            raise ClosedResourceError from None
+
+    async def wait_writable(self) -> None:
+        try:
+            await trio.lowlevel.wait_writable(self._fd)
+        except trio.ClosedResourceError:
+            raise ClosedResourceError from None
+
+    def release(self) -> None:
+        pass  # trio registers per wait: nothing is left registered
+
+    def notify_closing(self) -> None:
+        trio.lowlevel.notify_closing(self._fd)
+
+
 class TrioBackend:
-    name = "trio"
     yields_before_sleep = 4
 
     def loop_key(self) -> object:
         return trio.lowlevel.current_trio_token()
 
-    def watch(self, fd: int, pipe: bool) -> TrioWatch:
-        return TrioWatch(trio.lowlevel.current_trio_token(), fd, pipe)
+    def watch(self, fd: int, kind: str) -> TrioWatch:
+        return TrioWatch(trio.lowlevel.current_trio_token(), fd, kind)
+
+    def socket_watch(self, fd: int) -> TrioSocketWatch:
+        return TrioSocketWatch(trio.lowlevel.current_trio_token(), fd)
 
     def checkpoint(self) -> Awaitable[None]:
         return trio.lowlevel.checkpoint()
-
-    async def checkpoint_if_cancelled(self) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
-
-    async def cancel_shielded_checkpoint(self) -> None:
-        await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 backend = TrioBackend()

@@ -8,8 +8,8 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._relay import RelayStats, serve_relay
-from ._units import format_size
+from .._relay import RelayStats, serve_relay
+from .units import format_size
 
 __all__ = ["run_relay"]
 

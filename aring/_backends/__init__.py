@@ -1,0 +1,147 @@
+"""How a task waits on an fd on each event loop: one module per backend.
+
+The streams ask :func:`current_backend` once per call; it looks at the running
+loop (asyncio, uvloop, or trio) and returns that backend's module-level object.
+Each backend hands out two kinds of watches, both registered with the loop
+once and kept while tasks keep waiting:
+
+* :class:`Watch`: one per ring end per event loop, on the end's own
+  duplicate of its notifier fd, so the ring may close its fds from any
+  thread without pulling an fd out from under a loop;
+* :class:`SocketWatch`: one per socket (or pipe fd) an adapter moves bytes
+  through; the adapter owns the fd and tells the watch before closing it.
+"""
+
+from __future__ import annotations
+
+import sys
+from asyncio import _get_running_loop
+from collections.abc import Awaitable
+from typing import Protocol
+
+__all__ = ["Backend", "FdWaiter", "SocketWatch", "Watch", "current_backend"]
+
+
+class Watch(Protocol):
+    """Sleeping on one end's notifier in one event loop."""
+
+    @property
+    def key(self) -> object:
+        """The loop (asyncio) or run (trio token) this watch belongs to."""
+
+    async def wait(self) -> None:
+        """Until the notifier fired (and was drained) or the watch was closed.
+
+        Callers re-check the ring afterwards: a wakeup is a hint, never a promise.
+        """
+
+    def close(self) -> None:
+        """Stop watching and release the fd; safe from any thread; idempotent.
+
+        A task sleeping in ``wait()`` is woken.
+        """
+
+
+class SocketWatch(Protocol):
+    """Waiting for a socket or pipe fd (owned by the caller) in one event loop."""
+
+    @property
+    def key(self) -> object:
+        """The loop (asyncio) or run (trio token) this watch belongs to."""
+
+    def wait_readable(self) -> Awaitable[None]:
+        """Until the fd is readable (a hint: the caller retries its call).
+
+        ``anyio.ClosedResourceError`` if ``notify_closing`` ends the wait.
+        """
+
+    def wait_writable(self) -> Awaitable[None]:
+        """Until the fd is writable; ``anyio.ClosedResourceError`` as above."""
+
+    def release(self) -> None:
+        """Stop watching; the fd stays open.  Call from the loop's thread."""
+
+    def notify_closing(self) -> None:
+        """The fd is about to be closed: waiting tasks get ``ClosedResourceError``."""
+
+
+class Backend(Protocol):
+    #: how often a task yields and looks again before it arms and sleeps
+    yields_before_sleep: int
+
+    def loop_key(self) -> object: ...
+
+    def watch(self, fd: int, kind: str) -> Watch:
+        """A watch on notifier ``fd`` of ``kind`` (a duplicate it now owns) in the running loop."""
+
+    def socket_watch(self, fd: int) -> SocketWatch:
+        """A watch on a socket or pipe ``fd`` the caller keeps owning, in the running loop."""
+
+    def checkpoint(self) -> Awaitable[None]:
+        """A cancel point and a schedule point."""
+
+
+_asyncio_backend: Backend | None = None
+_trio_backend: Backend | None = None
+
+
+def current_backend() -> Backend:
+    """The backend of the event loop running this task."""
+    global _asyncio_backend, _trio_backend
+    if _get_running_loop() is not None:
+        if _asyncio_backend is None:
+            from ._asyncio import backend
+
+            _asyncio_backend = backend
+        return _asyncio_backend
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_task():
+        if _trio_backend is None:
+            from ._trio import backend as trio_backend
+
+            _trio_backend = trio_backend
+        return _trio_backend
+    raise RuntimeError(
+        "aring's async methods need a running asyncio (or uvloop) or trio event loop; "
+        "from a thread, use the blocking flavour: end.sync"
+    )
+
+
+class FdWaiter:
+    """Waits for one socket or pipe fd in whichever loop runs the caller.
+
+    The watch is made on first use and made again if the caller moved to
+    another loop (or trio run); the caller owns the fd and calls
+    :meth:`notify_closing` before closing it, or :meth:`release` when done
+    with it.
+    """
+
+    __slots__ = ("_fd", "_watch")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._watch: SocketWatch | None = None
+
+    def _current(self) -> SocketWatch:
+        backend = current_backend()
+        watch = self._watch
+        if watch is None or watch.key is not backend.loop_key():
+            # A watch of a loop that is gone has nothing left registered.
+            watch = self._watch = backend.socket_watch(self._fd)
+        return watch
+
+    async def wait_readable(self) -> None:
+        await self._current().wait_readable()
+
+    async def wait_writable(self) -> None:
+        await self._current().wait_writable()
+
+    def release(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.release()
+
+    def notify_closing(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.notify_closing()

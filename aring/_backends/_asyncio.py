@@ -1,0 +1,173 @@
+"""asyncio and uvloop: one persistent ``add_reader``/``add_writer`` per fd per loop.
+
+Registering for every wait costs about five times a wakeup, so an interest
+registers once and stays registered while tasks keep waiting.  When the fd
+fires with no task waiting (a stale wakeup, or a thread now blocks on the
+same notifier with ``poll()``), the interest unregisters instead of acting, so
+a wakeup meant for a thread is never eaten by the loop and a level-triggered
+fd does not spin the loop; the next wait registers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import types
+from collections.abc import Awaitable, Callable, Generator
+
+from anyio import ClosedResourceError
+
+from .._native import drain_notifier
+
+__all__ = ["backend"]
+
+
+@types.coroutine
+def _yield_to_loop() -> Generator[None, None, None]:
+    # What asyncio.sleep(0) does, one frame shorter: a bare yield makes the
+    # Task reschedule itself, and a pending cancellation is raised here.
+    yield
+
+
+class _Interest:
+    """One direction of interest in one fd: registered on first wait, kept while used."""
+
+    __slots__ = ("_add", "_fd", "_future", "_loop", "_on_ready", "_registered", "_remove")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fd: int,
+        writable: bool,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self._loop = loop
+        self._fd = fd
+        self._add = loop.add_writer if writable else loop.add_reader
+        self._remove = loop.remove_writer if writable else loop.remove_reader
+        self._on_ready = on_ready
+        self._future: asyncio.Future[None] | None = None
+        self._registered = False
+
+    async def wait(self) -> None:
+        if not self._registered:
+            self._add(self._fd, self._fire)
+            self._registered = True
+        future = self._loop.create_future()
+        self._future = future
+        try:
+            await future
+        finally:
+            self._future = None
+
+    def _fire(self) -> None:
+        future = self._future
+        if future is None or future.done():
+            self._remove(self._fd)
+            self._registered = False
+            return
+        if self._on_ready is not None:
+            self._on_ready()
+        future.set_result(None)
+
+    def stop(self, error: BaseException | None = None) -> None:
+        """Unregister; a waiting task wakes (with ``error`` if given)."""
+        if self._registered:
+            self._remove(self._fd)
+            self._registered = False
+        future = self._future
+        if future is not None and not future.done():
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+
+class AsyncioWatch:
+    """A ring end's notifier in one loop: the watch owns its duplicate fd."""
+
+    __slots__ = ("_closed", "_fd", "_interest", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, kind: str) -> None:
+        self._loop = loop
+        self._fd = fd
+        self._interest = _Interest(loop, fd, False, lambda: drain_notifier(fd, kind))
+        self._closed = False
+
+    @property
+    def key(self) -> object:
+        return self._loop
+
+    async def wait(self) -> None:
+        if not self._closed:
+            await self._interest.wait()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if asyncio._get_running_loop() is self._loop:
+            self._teardown()
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._teardown)
+        except RuntimeError:  # the loop is closed, and its selector with it
+            os.close(self._fd)
+
+    def _teardown(self) -> None:
+        self._interest.stop()
+        os.close(self._fd)
+
+    def __del__(self) -> None:
+        # Reached only when no loop holds our callback: nothing watches the fd.
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
+
+
+class AsyncioSocketWatch:
+    """A socket or pipe fd in one loop; the caller owns the fd."""
+
+    __slots__ = ("_loop", "_read", "_write")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._loop = loop
+        self._read = _Interest(loop, fd, False)
+        self._write = _Interest(loop, fd, True)
+
+    @property
+    def key(self) -> object:
+        return self._loop
+
+    def wait_readable(self) -> Awaitable[None]:
+        return self._read.wait()
+
+    def wait_writable(self) -> Awaitable[None]:
+        return self._write.wait()
+
+    def release(self) -> None:
+        self._read.stop()
+        self._write.stop()
+
+    def notify_closing(self) -> None:
+        self._read.stop(ClosedResourceError())
+        self._write.stop(ClosedResourceError())
+
+
+class AsyncioBackend:
+    yields_before_sleep = 1
+
+    def loop_key(self) -> object:
+        return asyncio.get_running_loop()
+
+    def watch(self, fd: int, kind: str) -> AsyncioWatch:
+        return AsyncioWatch(asyncio.get_running_loop(), fd, kind)
+
+    def socket_watch(self, fd: int) -> AsyncioSocketWatch:
+        return AsyncioSocketWatch(asyncio.get_running_loop(), fd)
+
+    def checkpoint(self) -> Awaitable[None]:
+        return _yield_to_loop()
+
+
+backend = AsyncioBackend()

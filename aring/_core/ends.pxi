@@ -1,0 +1,535 @@
+# The ends: _End holds what both share (state checks, ownership, views,
+# argument checks, wait/drain/close); WriterEnd and ReaderEnd move the cursors.
+
+cdef inline uint64_t _join_position(aring_header *h, uint32_t max_readers, int own) noexcept:
+    """Where a joining reader starts: the oldest position the other readers hold, or w."""
+    cdef uint64_t w = aring_load_acquire_u64(&h.write_position.value)
+    cdef uint64_t lag
+    _scan_readers(h, max_readers, own, w, &lag)
+    return w - lag
+
+
+cdef class _End:
+    """What both ends share: state checks, ownership, views, waiting, closing."""
+
+    def __cinit__(self, RingCore core not None, *args, **kwargs):
+        core._check_open()
+        self._core = core
+        self._kind = "end"
+        self._generation = aring_fork_generation()
+        self._views = []
+        self._spin_ns = _SPIN_START_NS
+
+    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil:
+        return True
+
+    cdef int _notifier_rfd(self) noexcept:
+        return -1
+
+    cdef _leave(self):
+        pass
+
+    cdef int _check_usable(self) except -1:
+        """ClosedResourceError, ForkedError or BusyResourceError if this thread may not use the end."""
+        if self._closed:
+            raise ClosedResourceError(f"this {self._kind} is closed")
+        if self._core._closed:
+            raise ClosedResourceError("the ring is closed")
+        if self._generation != aring_fork_generation():
+            raise ForkedError(
+                f"this {self._kind} was inherited through fork(); call reattach() in this "
+                "process to take it over (and stop using it in the parent)"
+            )
+        if self._owner and self._owner != <unsigned long> PyThread_get_thread_ident():
+            raise BusyResourceError(f"another thread is using this {self._kind}")
+        return 0
+
+    cpdef unsigned long _acquire(self, bint task=False) except? 1:
+        """Make this thread (and, with ``task``, the calling task) the end's user.
+
+        Held across a call that may wait; returns the token ``_release`` takes.
+        """
+        cdef unsigned long previous = self._owner
+        if task and self._task_busy:
+            raise BusyResourceError(f"another task is already using this {self._kind}")
+        self._check_usable()
+        self._owner = <unsigned long> PyThread_get_thread_ident()
+        if task:
+            self._task_busy = True
+        return previous
+
+    cpdef _release(self, unsigned long token, bint task=False):
+        if task:
+            self._task_busy = False
+        self._owner = token
+
+    cdef void _release_views(self) noexcept:
+        # The borrow ends: a view used after commit()/consume() raises
+        # ValueError instead of showing bytes that may be overwritten.
+        cdef object view
+        for view in self._views:
+            try:
+                view.release()
+            except BaseException:
+                pass   # someone exported from it; the mapping stays alive anyway
+        self._views.clear()
+
+    cdef Py_ssize_t _size_arg(self, object n, str what, bint allow_zero) except -1:
+        cdef Py_ssize_t v
+        if type(n) is int and -(1 << 62) < n < (1 << 62):
+            v = n
+            if v < 0:
+                raise ValueError(f"{what} must be >= {0 if allow_zero else 1}, got {v}")
+        else:
+            v = _as_size(n, what)
+        if v == 0 and not allow_zero:
+            raise ValueError(f"{what} must be >= 1, got 0")
+        if v > <Py_ssize_t> self._core._cap:
+            raise ValueError(f"{what} must be <= the capacity ({self._core._cap}), got {v}")
+        if v % self._core._item:
+            raise ValueError(f"{what} must be a multiple of the item size ({self._core._item}), got {v}")
+        return v
+
+    cdef int _check_notifier(self) except -1:
+        if self._core._notifier == ARING_NOTIFIER_NONE:
+            raise RuntimeError(
+                f"this ring was made with notifier='none': it cannot wait; use the "
+                f"nonblocking calls (try_*), or make the ring with a notifier"
+            )
+        return 0
+
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def capacity(self):
+        return self._core._cap
+
+    @property
+    def item_size(self):
+        return self._core._item
+
+    @property
+    def notifier_fd(self):
+        """The fd that becomes readable when this end should look again."""
+        self._check_notifier()
+        self._check_usable()
+        return self._notifier_rfd()
+
+    def _check_size(self, n, bint allow_zero=False):
+        """``n`` checked as the nonblocking calls check it (async methods check up front)."""
+        return self._size_arg(n, "n", allow_zero)
+
+    def _ready(self, Py_ssize_t n):
+        """Whether ``n`` bytes are there (free or readable), or news is (closed, EOF, no readers)."""
+        self._check_usable()
+        return self._ready_nogil(n)
+
+    def drain(self):
+        """Reset the notifier after a wakeup."""
+        self._check_usable()
+        aring_notifier_drain(self._core._notifier, self._notifier_rfd())
+
+    def wait(self, n=1, timeout=None):
+        """Block (GIL released) until ``n`` bytes are there or news is; False on timeout."""
+        cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        self._check_notifier()
+        return _wait(self, need, timeout)
+
+    def close(self):
+        """Close this end (idempotent); see the subclasses for what the other side sees."""
+        if self._closed:
+            return
+        self._release_views()
+        self._closed = True
+        if self._core._closed or self._generation != aring_fork_generation():
+            return
+        self._leave()
+
+    def reattach(self):
+        """Take over an end inherited through fork() in this process.
+
+        Until then every call on it raises ForkedError.  The parent must stop
+        using it: one process at a time per end.
+        """
+        if self._closed:
+            raise ClosedResourceError(f"this {self._kind} is closed")
+        self._core._check_open()
+        self._generation = aring_fork_generation()
+        self._owner = 0
+        if self._core._generation != self._generation:
+            # Threads do not survive fork(): their in-flight counts are void.
+            self._core._generation = self._generation
+            self._core._inflight = 0
+
+
+cdef class WriterEnd(_End):
+    """The writer end's native part: ``aring.Writer`` adds the rest."""
+
+    def __cinit__(self, RingCore core not None, *args, **kwargs):
+        if core._has_writer:
+            raise RuntimeError("the ring already has its writer end")
+        core._has_writer = True
+        core._ends.append(self)
+        self._kind = "writer"
+
+    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil:
+        # Enough space, or something to report (closed, no readers): look again.
+        cdef aring_header *h = self._core._hdr
+        cdef uint64_t w = aring_load_relaxed_u64(&h.write_position.value)
+        cdef uint64_t lag
+        if self._closed or self._core._closed:
+            return True
+        if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
+            return self._core._cap - w >= <uint64_t> need
+        if not _scan_readers(h, self._core._max_readers, -1, w, &lag):
+            return True
+        return self._core._cap - lag >= <uint64_t> need
+
+    cdef int _notifier_rfd(self) noexcept:
+        return self._core._writer_rfd
+
+    cdef _leave(self):
+        # Sleeping readers see EOF, and a thread of ours blocked in wait() on
+        # this end sees the close.
+        cdef RingCore core = self._core
+        aring_fetch_or_u32(&core._hdr.geometry.flags, ARING_FLAG_WRITER_CLOSED)
+        core._wake_readers(True)
+        aring_notifier_signal(core._notifier, core._writer_wfd)
+
+    def writable(self):
+        """Free bytes right now (0 when full).  BrokenResourceError if every reader left."""
+        self._check_usable()
+        return self._core._space()
+
+    def try_reserve(self, n=1):
+        """A writable view of all free space (len >= n), or None if less is free."""
+        cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        self._check_usable()
+        cdef RingCore core = self._core
+        cdef Py_ssize_t space = core._space()
+        if space < need:
+            return None
+        cdef Py_ssize_t off = <Py_ssize_t> (
+            aring_load_relaxed_u64(&core._hdr.write_position.value) % core._cap
+        )
+        view = core._windows()[off:off + space]
+        self._views.append(view)
+        self._reserved = space
+        return view
+
+    def commit(self, n):
+        """Publish the first n bytes of the reserved view (0 <= n <= reserved)."""
+        cdef Py_ssize_t count = self._size_arg(n, "n", True)
+        self._check_usable()
+        if count > self._reserved:
+            raise ValueError(f"commit({count}) is more than the {self._reserved} bytes reserved")
+        cdef RingCore core = self._core
+        cdef uint64_t w = aring_load_relaxed_u64(&core._hdr.write_position.value)
+        self._release_views()
+        self._reserved = 0
+        if count == 0:
+            return
+        if core._mirrored:
+            core._buffer._mirror(<Py_ssize_t> (w % core._cap), count)
+        aring_store_release_u64(&core._hdr.write_position.value, w + count)
+        core._wake_readers(False)
+
+    cdef Py_ssize_t _try_write(self, const char *src, Py_ssize_t n, bint partial) except -1:
+        """Copy in all n bytes (or, if partial, as many as fit); bytes written."""
+        cdef RingCore core = self._core
+        cdef Py_ssize_t space = core._space()
+        cdef uint64_t w
+        if space < n:
+            if not partial or space == 0:
+                return 0
+            n = space
+        if n == 0:
+            return 0
+        # The view handed out by try_reserve covered this space; it is gone now.
+        self._release_views()
+        self._reserved = 0
+        w = aring_load_relaxed_u64(&core._hdr.write_position.value)
+        core._copy_in(w, src, n)
+        if core._closed:
+            raise ClosedResourceError("the ring was closed during the copy")
+        aring_store_release_u64(&core._hdr.write_position.value, w + n)
+        core._wake_readers(False)
+        return n
+
+    def try_write(self, data, *, bint partial=False):
+        """Copy ``data`` in; returns bytes written: all or 0, or as many as fit if ``partial``."""
+        cdef Py_buffer view
+        cdef unsigned long token
+        self._check_usable()
+        _get_buffer(data, &view, False, "data")
+        try:
+            if not partial and view.len > <Py_ssize_t> self._core._cap:
+                raise ValueError(
+                    f"data ({view.len} bytes) is larger than the capacity ({self._core._cap}); "
+                    "send it in parts"
+                )
+            if view.len % self._core._item:
+                raise ValueError(
+                    f"data length ({view.len}) must be a multiple of the item size ({self._core._item})"
+                )
+            token = self._acquire()
+            try:
+                return self._try_write(<const char *> view.buf, view.len, partial)
+            finally:
+                self._release(token)
+        finally:
+            PyBuffer_Release(&view)
+
+    def arm(self, n=1):
+        """Ask for a wakeup once n bytes are free.
+
+        Returns False when they already are (no wait needed), True when the
+        caller should wait for ``notifier_fd`` to become readable and then
+        call ``drain()`` and look again.
+        """
+        cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        self._check_usable()
+        self._check_notifier()
+        cdef RingCore core = self._core
+        cdef aring_header *h = core._hdr
+        if core._space() >= need:
+            return False
+        # Every reader must reach w + need - capacity for `need` bytes to be free.
+        aring_store_release_u64(
+            &h.writer_waiting.wake_at,
+            aring_load_relaxed_u64(&h.write_position.value) + need - core._cap,
+        )
+        aring_exchange_u32(&h.writer_waiting.flag, 1)
+        return core._space() < need
+
+    def close(self):
+        """EOF for the readers once they drain what is left.  Idempotent."""
+        _End.close(self)
+
+
+cdef class ReaderEnd(_End):
+    """A reader end's native part: ``aring.Reader`` adds the rest."""
+
+    def __cinit__(self, RingCore core not None, *args, **kwargs):
+        cdef aring_header *h = core._hdr
+        cdef uint32_t i
+        cdef int slot = -1
+        cdef uint64_t pos, again
+        self._kind = "reader"
+        for i in range(core._max_readers):
+            if aring_cas_u32(&h.slots[i].state, ARING_SLOT_FREE, ARING_SLOT_CLAIMED):
+                slot = i
+                break
+        if slot < 0:
+            raise RuntimeError(f"all {core._max_readers} reader slots of the ring are taken")
+        self._slot = slot
+        core._ends.append(self)
+        h.slots[slot].pid = getpid()
+        if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
+            # The writer is held back by a virtual reader at 0: start there.
+            aring_store_release_u64(&h.slots[slot].position, 0)
+            aring_store_seqcst_u32(&h.slots[slot].state, ARING_SLOT_ACTIVE)
+            aring_fetch_or_u32(&h.geometry.flags, ARING_FLAG_READER_ATTACHED)
+            return
+        # Join at the oldest byte still kept for the others (or at the write
+        # cursor if there are none); once we are active the writer respects us,
+        # and a reservation it made before never reaches past the others.
+        pos = _join_position(h, core._max_readers, slot)
+        while True:
+            aring_store_release_u64(&h.slots[slot].position, pos)
+            aring_store_seqcst_u32(&h.slots[slot].state, ARING_SLOT_ACTIVE)
+            # The writer may have freed bytes behind a reader that moved on
+            # before it saw us: if the oldest moved, follow it.
+            again = _join_position(h, core._max_readers, slot)
+            if again <= pos:
+                return
+            pos = again
+
+    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil:
+        cdef aring_header *h = self._core._hdr
+        if self._closed or self._core._closed:
+            return True
+        if aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_WRITER_CLOSED:
+            return True
+        return (aring_load_acquire_u64(&h.write_position.value)
+                - aring_load_relaxed_u64(&h.slots[self._slot].position)) >= <uint64_t> need
+
+    cdef int _notifier_rfd(self) noexcept:
+        return self._core._reader_rfd[self._slot]
+
+    cdef _leave(self):
+        # The slot is freed; wake the writer (more space, or nobody left) and
+        # a thread of ours blocked in wait() on this end.
+        cdef RingCore core = self._core
+        aring_store_seqcst_u32(&core._hdr.slots[self._slot].state, ARING_SLOT_FREE)
+        core._ends.remove(self)
+        core._wake_writer(<uint64_t> -1)
+        aring_notifier_signal(core._notifier, core._reader_wfd[self._slot])
+
+    @property
+    def slot(self):
+        """This reader's slot in the control header."""
+        return self._slot
+
+    cdef Py_ssize_t _readable(self, bint *eof) except -1:
+        cdef aring_header *h = self._core._hdr
+        # Flags before the cursor: once the writer-closed flag is seen, the
+        # cursor read after it holds everything the writer ever committed.
+        cdef bint closed = (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_WRITER_CLOSED) != 0
+        cdef uint64_t w = aring_load_acquire_u64(&h.write_position.value)
+        cdef uint64_t r = aring_load_relaxed_u64(&h.slots[self._slot].position)
+        eof[0] = closed
+        return <Py_ssize_t> (w - r)
+
+    def readable(self):
+        """Bytes readable right now."""
+        cdef bint eof
+        self._check_usable()
+        return self._readable(&eof)
+
+    def at_eof(self):
+        """True once the writer closed and this reader consumed everything."""
+        cdef bint eof
+        self._check_usable()
+        return self._readable(&eof) == 0 and eof
+
+    def try_peek(self, n=1, *, limit=None):
+        """A read-only view of all readable bytes (len >= n, or the rest at EOF), or None.
+
+        ``limit`` caps the view's length (a parser that wants exactly n bytes).
+        EndOfStream when the writer closed and nothing is left.
+        """
+        cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        cdef Py_ssize_t cap = -1
+        cdef bint eof
+        if limit is not None:
+            cap = _as_size(limit, "limit")
+        self._check_usable()
+        cdef Py_ssize_t avail = self._readable(&eof)
+        if 0 <= cap < avail:
+            avail = cap
+        if avail < need:
+            if not eof:
+                return None
+            if avail == 0:
+                raise EndOfStream
+        cdef RingCore core = self._core
+        cdef Py_ssize_t off = <Py_ssize_t> (
+            aring_load_relaxed_u64(&core._hdr.slots[self._slot].position) % core._cap
+        )
+        core._windows()
+        view = core._rwindow[off:off + avail]
+        self._views.append(view)
+        return view
+
+    def consume(self, n):
+        """Release the first n readable bytes (0 <= n <= readable)."""
+        cdef Py_ssize_t count = self._size_arg(n, "n", True)
+        cdef bint eof
+        self._check_usable()
+        cdef Py_ssize_t avail = self._readable(&eof)
+        if count > avail:
+            raise ValueError(f"consume({count}) is more than the {avail} bytes readable")
+        self._release_views()
+        if count == 0:
+            return
+        self._advance(count)
+
+    cdef void _advance(self, Py_ssize_t count) noexcept:
+        cdef RingCore core = self._core
+        cdef uint64_t *pos = &core._hdr.slots[self._slot].position
+        cdef uint64_t moved = aring_load_relaxed_u64(pos) + count
+        aring_store_release_u64(pos, moved)
+        core._wake_writer(moved)
+
+    def try_read(self, max_bytes=65536):
+        """Up to max_bytes as bytes; None when empty; EndOfStream at EOF."""
+        cdef Py_ssize_t limit = _as_size(max_bytes, "max_bytes")
+        cdef bint eof
+        cdef unsigned long token
+        if limit < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {limit}")
+        self._check_usable()
+        cdef Py_ssize_t avail = self._readable(&eof)
+        if avail == 0:
+            if eof:
+                raise EndOfStream
+            return None
+        if avail > limit:
+            avail = limit - limit % self._core._item
+            if avail == 0:
+                raise ValueError(
+                    f"max_bytes ({limit}) is smaller than the item size ({self._core._item})"
+                )
+        cdef RingCore core = self._core
+        data = PyBytes_FromStringAndSize(NULL, avail)
+        token = self._acquire()
+        try:
+            core._copy_out(core._hdr.slots[self._slot].position, PyBytes_AS_STRING(data), avail)
+        finally:
+            self._release(token)
+        if self._closed or core._closed:
+            raise ClosedResourceError("the reader was closed during the copy")
+        self._release_views()
+        self._advance(avail)
+        return data
+
+    def try_read_into(self, buffer):
+        """Copy readable bytes into ``buffer``; bytes copied, None when empty, EndOfStream at EOF."""
+        cdef Py_buffer view
+        cdef bint eof
+        cdef Py_ssize_t avail
+        cdef unsigned long token
+        cdef RingCore core = self._core
+        self._check_usable()
+        _get_buffer(buffer, &view, True, "buffer")
+        try:
+            if view.len == 0:
+                raise ValueError("buffer must not be empty")
+            avail = self._readable(&eof)
+            if avail == 0:
+                if eof:
+                    raise EndOfStream
+                return None
+            if avail > view.len:
+                avail = view.len - view.len % core._item
+                if avail == 0:
+                    raise ValueError(
+                        f"buffer ({view.len} bytes) is smaller than the item size ({core._item})"
+                    )
+            token = self._acquire()
+            try:
+                core._copy_out(core._hdr.slots[self._slot].position, <char *> view.buf, avail)
+            finally:
+                self._release(token)
+        finally:
+            PyBuffer_Release(&view)
+        if self._closed or core._closed:
+            raise ClosedResourceError("the reader was closed during the copy")
+        self._release_views()
+        self._advance(avail)
+        return avail
+
+    def arm(self, n=1):
+        """Ask for a wakeup once n bytes are readable (or at EOF).
+
+        False: no need to wait.  True: wait for ``notifier_fd``, then
+        ``drain()`` and look again.
+        """
+        cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        cdef bint eof
+        self._check_usable()
+        self._check_notifier()
+        cdef RingCore core = self._core
+        cdef aring_slot *slot = &core._hdr.slots[self._slot]
+        if self._readable(&eof) >= need or eof:
+            return False
+        aring_store_release_u64(&slot.wake_at, aring_load_relaxed_u64(&slot.position) + need)
+        aring_fetch_or_u64(&core._hdr.readers_waiting.value, (<uint64_t> 1) << self._slot)
+        return not (self._readable(&eof) >= need or eof)
+
+    def close(self):
+        """Leave the ring: the slot is freed and the writer no longer waits for us."""
+        _End.close(self)

@@ -1,0 +1,234 @@
+# DoubleMappedBuffer: N bytes mapped twice, back to back, and the probe of
+# which strategies this platform can map.
+
+cdef dict _STRATEGY_CODES = {
+    "memfd": ARING_STRATEGY_MEMFD,
+    "shm": ARING_STRATEGY_SHM,
+    "file": ARING_STRATEGY_FILE,
+    "copy": ARING_STRATEGY_COPY,
+}
+cdef dict _STRATEGY_NAMES = {v: k for k, v in _STRATEGY_CODES.items()}
+
+# Failures that mean "this platform cannot do that": auto moves on to the next
+# strategy.  Anything else (ENOMEM, EMFILE, ENOSPC...) is the caller's problem
+# to see, not to be papered over by a slower fallback.
+cdef frozenset _UNSUPPORTED = frozenset(
+    {_errno.ENOSYS, _errno.EINVAL, _errno.EPERM, _errno.EACCES, _errno.EOPNOTSUPP}
+)
+
+
+cdef tuple _probe_mapping():
+    """The best double-mapping strategy here, and why better ones failed."""
+    reasons = []
+    for name in ("memfd", "shm"):
+        try:
+            buf = DoubleMappedBuffer(1, strategy=name)
+        except MappingError as exc:
+            reasons.append(f"{name}: {exc}")
+            continue
+        view = memoryview(buf)
+        view[0] = 0x5A
+        ok = view[buf.size] == 0x5A
+        view.release()
+        buf.close()
+        if ok:
+            return name, reasons
+        reasons.append(f"{name}: the second view does not alias the first")
+    return "copy", reasons
+
+
+cdef class DoubleMappedBuffer:
+    """``size`` bytes of memory mapped twice, back to back.
+
+    The buffer protocol exposes the 2*size window: byte ``i`` and byte
+    ``i + size`` are the same memory, so any region of up to ``size`` bytes
+    starting in the first half is one contiguous view.  With the ``"copy"``
+    strategy the two halves are separate memory that ``mirror()`` keeps equal.
+
+    ``header`` bytes (page-rounded) are mapped once before the window; the ring
+    keeps its control header there so other processes see it.
+    """
+
+    def __cinit__(self, size, *, strategy="auto", path=None, header=0):
+        self._fd = -1
+        self._base = NULL
+        self._closed = True
+        self._fallback_reason = ""
+        cdef Py_ssize_t page = aring_page_size()
+        cdef Py_ssize_t n = _as_size(size, "size")
+        cdef Py_ssize_t hdr = _as_size(header, "header")
+        if n < 1:
+            raise ValueError(f"size must be >= 1, got {n}")
+        if not isinstance(strategy, str):
+            raise TypeError(f"strategy must be a str, not {type(strategy).__name__}")
+        if strategy != "auto" and strategy not in _STRATEGY_CODES:
+            raise ValueError(
+                f"unknown strategy {strategy!r}; expected 'auto', 'memfd', 'shm', 'file' or 'copy'"
+            )
+        if path is not None:
+            if strategy == "auto":
+                strategy = "file"
+            elif strategy != "file":
+                raise ValueError(f"path= needs strategy='file' (or 'auto'), not {strategy!r}")
+            path = _os.fsencode(path)
+        self._size = _round_up(n, page)
+        self._header = _round_up(hdr, page)
+        self._total = self._header + 2 * self._size
+        if strategy == "auto":
+            reasons = []
+            for name in ("memfd", "shm", "copy"):
+                try:
+                    self._map(_STRATEGY_CODES[name], None)
+                except MappingError as exc:
+                    if exc.errno not in _UNSUPPORTED:
+                        raise
+                    reasons.append(f"{name}: {exc}")
+                    continue
+                break
+            self._fallback_reason = "; ".join(reasons)
+        else:
+            self._map(_STRATEGY_CODES[strategy], path)
+        self._closed = False
+
+    cdef _map(self, int code, bytes path):
+        cdef aring_error e
+        cdef int fd = -1
+        cdef int rc
+        cdef char *base = NULL
+        cdef size_t file_size = self._header + self._size
+        cdef bytes where
+        if code == ARING_STRATEGY_COPY:
+            if aring_map_copy(self._total, &base, &e) < 0:
+                raise _mapping_error(&e)
+        else:
+            if code == ARING_STRATEGY_MEMFD:
+                rc = aring_create_memfd(file_size, &fd, &e)
+            elif code == ARING_STRATEGY_SHM:
+                rc = aring_create_shm(file_size, &fd, &e)
+            else:
+                where = path if path is not None else _os.fsencode(_tempfile.gettempdir())
+                rc = aring_open_file(where, path is None, file_size, &fd, &e)
+            if rc < 0:
+                raise _mapping_error(&e)
+            if aring_map_double(fd, self._header, self._size, &base, &e) < 0:
+                aring_close_fd(fd)
+                raise _mapping_error(&e)
+        self._fd = fd
+        self._base = base
+        self._data = base + self._header
+        self._strategy = code
+
+    def __dealloc__(self):
+        # Reached only when no view holds us (a view keeps its exporter alive).
+        if self._base != NULL:
+            aring_unmap(self._base, self._total)
+            self._base = NULL
+        if self._fd >= 0:
+            aring_close_fd(self._fd)
+            self._fd = -1
+
+    def __getbuffer__(self, Py_buffer *buffer, int flags):
+        if self._closed:
+            raise ValueError("the DoubleMappedBuffer is closed")
+        PyBuffer_FillInfo(buffer, self, self._data, 2 * self._size, 0, flags)
+        self._exports += 1
+
+    def __releasebuffer__(self, Py_buffer *buffer):
+        self._exports -= 1
+
+    def __len__(self):
+        return 2 * self._size
+
+    @property
+    def size(self):
+        """N: the ring's size; the window is 2*N bytes."""
+        return self._size
+
+    @property
+    def strategy(self):
+        """The strategy in use: ``"memfd"``, ``"shm"``, ``"file"`` or ``"copy"``."""
+        return _STRATEGY_NAMES[self._strategy]
+
+    @property
+    def double_mapped(self):
+        """True when the second half aliases the first (every strategy but copy)."""
+        return self._strategy != ARING_STRATEGY_COPY
+
+    @property
+    def fallback_reason(self):
+        """With strategy="auto": why faster strategies were passed over ("" if none)."""
+        return self._fallback_reason
+
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def exports(self):
+        """How many buffer exports (memoryviews and the like) are alive."""
+        return self._exports
+
+    def fileno(self):
+        """The descriptor backing the mapping, or None (the copy strategy)."""
+        if self._closed:
+            raise ValueError("the DoubleMappedBuffer is closed")
+        return self._fd if self._fd >= 0 else None
+
+    cdef int _mirror(self, Py_ssize_t offset, Py_ssize_t n) except -1 nogil:
+        # Bytes in the first half are copied to the second and vice versa;
+        # with a real double mapping both are the same memory already.
+        cdef Py_ssize_t size = self._size
+        cdef Py_ssize_t low_end
+        if self._strategy != ARING_STRATEGY_COPY or n == 0:
+            return 0
+        if offset < size:
+            low_end = offset + n if offset + n < size else size
+            memcpy(self._data + offset + size, self._data + offset, low_end - offset)
+            if offset + n > size:
+                memcpy(self._data, self._data + size, offset + n - size)
+        else:
+            memcpy(self._data + offset - size, self._data + offset, n)
+        return 0
+
+    def mirror(self, offset, n):
+        """Make ``[offset, offset+n)`` of the window and its twin hold the same bytes.
+
+        Call after writing through a view with the copy strategy; a no-op for
+        the double-mapped strategies.  ``n`` may be at most ``size``.
+        """
+        cdef Py_ssize_t off = _as_size(offset, "offset")
+        cdef Py_ssize_t count = _as_size(n, "n")
+        if self._closed:
+            raise ValueError("the DoubleMappedBuffer is closed")
+        if count > self._size:
+            raise ValueError(f"n must be <= size ({self._size}), got {count}")
+        if off + count > 2 * self._size:
+            raise ValueError(f"offset + n ({off + count}) is past the window ({2 * self._size})")
+        self._mirror(off, count)
+
+    def close(self):
+        """Unmap.  BufferError while views are alive (as ``mmap`` does)."""
+        if self._closed:
+            return
+        if self._exports:
+            raise BufferError(
+                f"cannot close: {self._exports} exported view(s) of the buffer are alive; "
+                "release them first"
+            )
+        self._closed = True
+        aring_unmap(self._base, self._total)
+        self._base = NULL
+        self._data = NULL
+        if self._fd >= 0:
+            aring_close_fd(self._fd)
+            self._fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self._closed else f"size={self._size}"
+        return f"<DoubleMappedBuffer {state} strategy={self.strategy}>"

@@ -1,0 +1,94 @@
+# Blocking waits for threads: spin briefly, then arm the waiter flag and
+# sleep in poll() on the end's notifier, always with the GIL released.
+
+# A thread about to sleep first spins (GIL released) for a few microseconds:
+# when the other side is busy, the data or space usually arrives by then and
+# neither side pays a notifier write and a wakeup.  The spin adapts: it grows
+# while it succeeds and shrinks while it fails, so an idle peer costs little.
+# With one CPU there is no one to spin for.
+cdef uint64_t _SPIN_MAX_NS = 50_000 if (_os.cpu_count() or 1) > 1 else 0
+cdef uint64_t _SPIN_MIN_NS = 1_000 if _SPIN_MAX_NS else 0
+cdef uint64_t _SPIN_START_NS = 10_000 if _SPIN_MAX_NS else 0
+
+
+cdef void _spin(_End end, Py_ssize_t need):
+    cdef RingCore core = end._core
+    cdef uint64_t deadline
+    cdef bint ready = False
+    cdef int i
+    core._inflight += 1   # close() from another thread waits: the header stays mapped
+    with nogil:
+        deadline = aring_now_ns() + end._spin_ns
+        while not ready:
+            for i in range(32):
+                aring_cpu_relax()
+            ready = end._ready_nogil(need)
+            if aring_now_ns() >= deadline:
+                break
+    core._inflight -= 1
+    if ready:
+        end._spin_ns = min(end._spin_ns * 2, _SPIN_MAX_NS)
+    else:
+        end._spin_ns = max(end._spin_ns // 2, _SPIN_MIN_NS)
+
+
+cdef int _poll(RingCore core, int fd, double timeout) except -1:
+    """Wait for ``fd`` without the GIL; 1 = readable, 0 = timed out or interrupted."""
+    cdef pollfd p
+    cdef int rc, err, ms
+    p.fd = fd
+    p.events = POLLIN
+    p.revents = 0
+    if timeout < 0:
+        ms = -1
+    else:
+        ms = <int> (timeout * 1000.0 + 0.999)
+    core._inflight += 1
+    with nogil:
+        rc = poll(&p, 1, ms)
+        err = errno
+    core._inflight -= 1
+    if rc < 0:
+        if err == EINTR:
+            PyErr_CheckSignals()
+            return 0
+        raise OSError(err, _os.strerror(err))
+    return 1 if rc > 0 else 0
+
+
+cdef object _wait(_End end, Py_ssize_t need, object timeout):
+    """The blocking wait of either end: arm, poll without the GIL, drain, again."""
+    cdef double limit = -1.0
+    cdef double deadline = 0.0
+    cdef double left = -1.0
+    cdef RingCore core = end._core
+    cdef unsigned long token
+    cdef int fd
+    if timeout is not None:
+        limit = float(timeout)
+        if limit != limit or limit < 0:
+            raise ValueError(f"timeout must be None or >= 0, got {timeout!r}")
+        deadline = _time.monotonic() + limit
+    token = end._acquire()
+    try:
+        if end._spin_ns and not end._ready_nogil(need):
+            _spin(end, need)
+        while end.arm(need):
+            if timeout is not None:
+                left = deadline - _time.monotonic()
+                if left <= 0:
+                    return False
+            fd = end._notifier_rfd()
+            if _poll(core, fd, left):
+                aring_notifier_drain(core._notifier, fd)
+        return True
+    finally:
+        end._release(token)
+
+
+def drain_notifier(int fd, str kind):
+    """Reset a notifier ``fd`` of ``kind`` ("eventfd" or "pipe") after it fired.
+
+    The event-loop backends call this on their own duplicates of an end's fd.
+    """
+    aring_notifier_drain(_NOTIFIER_CODES[kind], fd)

@@ -1,0 +1,156 @@
+/*
+ * The double mapping: a shared memory object (memfd, POSIX shm or a file)
+ * mapped twice back to back over one address-space reservation, or a single
+ * plain mapping for the "copy" strategy.
+ *
+ * Every function returns 0 or -1; on -1 it fills an aring_error with the step
+ * that failed and its errno, so the Python error names both.
+ */
+#ifndef ARING_MAPPING_H
+#define ARING_MAPPING_H
+
+#include "error.h"
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <linux/falloc.h>
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001U
+#endif
+#ifndef MFD_ALLOW_SEALING
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
+#endif
+#ifndef MAP_NORESERVE
+#define MAP_NORESERVE 0
+#endif
+
+#define ARING_STRATEGY_MEMFD 1
+#define ARING_STRATEGY_SHM 2
+#define ARING_STRATEGY_FILE 3
+#define ARING_STRATEGY_COPY 4
+
+static long aring_page_size(void) { return sysconf(_SC_PAGESIZE); }
+static long aring_allocation_granularity(void) { return sysconf(_SC_PAGESIZE); }
+static int aring_close_fd(int fd) { return fd >= 0 ? close(fd) : 0; }
+
+static int aring_size_fd(int fd, size_t size, aring_error *e) {
+    if (ftruncate(fd, (off_t)size) < 0) return aring_fail(e, "ftruncate");
+    return 0;
+}
+
+static int aring_create_memfd(size_t size, int *out, aring_error *e) {
+#if defined(__linux__)
+    /* Kernels before 6.3 reject MFD_NOEXEC_SEAL with EINVAL. */
+    int fd = memfd_create("aring", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+    if (fd < 0 && errno == EINVAL) fd = memfd_create("aring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return aring_fail(e, "memfd_create");
+    if (aring_size_fd(fd, size, e) < 0) { int s = errno; close(fd); errno = s; return -1; }
+    /* The mapping's size is part of the layout: nobody may shrink it under us. */
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
+        aring_fail(e, "fcntl(F_ADD_SEALS)"); close(fd); return -1;
+    }
+    *out = fd;
+    return 0;
+#else
+    (void)size; (void)out; errno = ENOSYS; return aring_fail(e, "memfd_create");
+#endif
+}
+
+static int aring_create_shm(size_t size, int *out, aring_error *e) {
+    static unsigned counter = 0;
+    char name[32];             /* macOS limits names to 31 bytes */
+    int fd = -1, tries;
+    for (tries = 0; tries < 64; tries++) {
+        unsigned c = __atomic_fetch_add(&counter, 1u, __ATOMIC_RELAXED);
+        snprintf(name, sizeof name, "/aring.%x.%x", (unsigned)getpid(), c);
+        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+        if (fd >= 0 || errno != EEXIST) break;
+    }
+    if (fd < 0) return aring_fail(e, "shm_open");
+    /* ftruncate before unlink: macOS refuses to size an unlinked object. */
+    if (aring_size_fd(fd, size, e) < 0) { int s = errno; shm_unlink(name); close(fd); errno = s; return -1; }
+    if (shm_unlink(name) < 0) { aring_fail(e, "shm_unlink"); close(fd); return -1; }
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    *out = fd;
+    return 0;
+}
+
+/* A regular file: `path` is a directory when tmp != 0 (an unlinked scratch
+ * file is made in it), else the ring's file, which must be new or empty. */
+static int aring_open_file(const char *path, int tmp, size_t size, int *out, aring_error *e) {
+    int fd = -1;
+    struct stat st;
+    if (tmp) {
+#if defined(O_TMPFILE)
+        fd = open(path, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
+            return aring_fail(e, "open(O_TMPFILE)");
+#endif
+        if (fd < 0) {
+            char tmpl[4096];
+            if (snprintf(tmpl, sizeof tmpl, "%s/aring-XXXXXX", path) >= (int)sizeof tmpl) {
+                errno = ENAMETOOLONG; return aring_fail(e, "mkstemp");
+            }
+            fd = mkstemp(tmpl);
+            if (fd < 0) return aring_fail(e, "mkstemp");
+            unlink(tmpl);
+            int flags = fcntl(fd, F_GETFD);
+            if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+        }
+    } else {
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) return aring_fail(e, "open");
+    }
+    if (fstat(fd, &st) < 0) { aring_fail(e, "fstat"); close(fd); return -1; }
+    if (!S_ISREG(st.st_mode)) { close(fd); errno = EINVAL; return aring_fail(e, "fstat(not a regular file)"); }
+    if (st.st_size != 0) { close(fd); errno = EEXIST; return aring_fail(e, "fstat(file already holds data)"); }
+    /* Reserve the blocks now so a full disk fails here, not as SIGBUS on a
+     * page fault inside a copy later. */
+    int rc = posix_fallocate(fd, 0, (off_t)size);
+    if (rc == EOPNOTSUPP || rc == EINVAL) rc = ftruncate(fd, (off_t)size) < 0 ? errno : 0;
+    if (rc != 0) { close(fd); errno = rc; return aring_fail(e, "posix_fallocate"); }
+    if (fstat(fd, &st) < 0 || (size_t)st.st_size != size) {
+        if (errno == 0) errno = EIO;
+        aring_fail(e, "fstat(size check)"); close(fd); return -1;
+    }
+    *out = fd;
+    return 0;
+}
+
+/* Reserve hdr+2n of address space with one PROT_NONE mapping, then put two
+ * MAP_FIXED views of the file over it: [hdr][data] from offset 0 and [data]
+ * again from offset hdr.  MAP_FIXED only ever replaces our own reservation,
+ * so no other thread's mapping can be hit. */
+static int aring_map_double(int fd, size_t hdr, size_t n, char **base, aring_error *e) {
+    size_t total = hdr + 2 * n;
+    char *res = (char *)mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (res == MAP_FAILED) return aring_fail(e, "mmap(reserve)");
+    void *a = mmap(res, hdr + n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (a == MAP_FAILED) { aring_fail(e, "mmap(first view)"); munmap(res, total); return -1; }
+    void *b = mmap(res + hdr + n, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)hdr);
+    if (b == MAP_FAILED) { aring_fail(e, "mmap(second view)"); munmap(res, total); return -1; }
+    *base = res;
+    return 0;
+}
+
+/* The fallback: one plain shared mapping of hdr+2n; the ring mirrors writes. */
+static int aring_map_copy(size_t total, char **base, aring_error *e) {
+    char *p = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return aring_fail(e, "mmap(copy)");
+    *base = p;
+    return 0;
+}
+
+static int aring_unmap(char *base, size_t total) { return munmap(base, total); }
+
+#endif /* ARING_MAPPING_H */
