@@ -27,11 +27,12 @@ import functools
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
-from anyio import BrokenResourceError, EndOfStream
+from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, IncompleteRead
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from ._backends import FdWaiter
@@ -76,6 +77,20 @@ def _fileno(target: object) -> int | None:
     return None
 
 
+@contextmanager
+def _closed_ring_is_closed(end: Reader | Writer) -> Iterator[None]:
+    """A region released under us because the ring or the end was closed (from
+    another thread) is ``ClosedResourceError``, not a released-memoryview error."""
+    try:
+        yield
+    except ValueError as exc:
+        if end.closed:
+            raise ClosedResourceError(
+                "the ring was closed while one of its regions was being moved"
+            ) from exc
+        raise
+
+
 async def pump(
     reader: Reader, dst: object, *, eof: bool = True, stats: TransferStats | None = None
 ) -> int:
@@ -87,31 +102,32 @@ async def pump(
     away raises ``anyio.BrokenResourceError``.
     """
     stats = stats if stats is not None else TransferStats()
-    if isinstance(dst, socket.socket):
-        dst.setblocking(False)
-        await _pump_pollable(reader, dst, dst.send, stats, "the peer closed the connection")
-        if eof:
-            shutdown_write(dst)
-    elif isinstance(dst, ByteSendStream):
-        await _pump_stream(reader, dst, stats)
-        if eof and hasattr(dst, "send_eof"):
-            await dst.send_eof()
-    else:
-        fd = _fileno(dst)
-        if fd is None:
-            raise TypeError(
-                "dst must be a socket.socket, a file descriptor, a file object or an "
-                f"anyio ByteSendStream, not {type(dst).__name__}"
-            )
-        if _is_regular_file(fd):
-            flush = getattr(dst, "flush", None)
-            if callable(flush):
-                flush()  # keep the order of what the file object buffered before us
-            await _pump_file(reader, fd, stats)
+    with _closed_ring_is_closed(reader):
+        if isinstance(dst, socket.socket):
+            dst.setblocking(False)
+            await _pump_pollable(reader, dst, dst.send, stats, "the peer closed the connection")
+            if eof:
+                shutdown_write(dst)
+        elif isinstance(dst, ByteSendStream):
+            await _pump_stream(reader, dst, stats)
+            if eof and hasattr(dst, "send_eof"):
+                await dst.send_eof()
         else:
-            os.set_blocking(fd, False)
-            write = functools.partial(os.write, fd)
-            await _pump_pollable(reader, fd, write, stats, "the reading end went away")
+            fd = _fileno(dst)
+            if fd is None:
+                raise TypeError(
+                    "dst must be a socket.socket, a file descriptor, a file object or an "
+                    f"anyio ByteSendStream, not {type(dst).__name__}"
+                )
+            if _is_regular_file(fd):
+                flush = getattr(dst, "flush", None)
+                if callable(flush):
+                    flush()  # keep the order of what the file object buffered before us
+                await _pump_file(reader, fd, stats)
+            else:
+                os.set_blocking(fd, False)
+                write = functools.partial(os.write, fd)
+                await _pump_pollable(reader, fd, write, stats, "the reading end went away")
     return stats.bytes
 
 
@@ -125,20 +141,63 @@ async def _next_region(reader: Reader) -> memoryview | None:
 async def _call_when_ready(
     call: Callable[[memoryview], int],
     view: memoryview,
+    start: int,
+    stop: int,
     wait: Callable[[], Awaitable[None]],
     stats: TransferStats,
     gone: str,
 ) -> int:
-    """``call(view)`` on a non-blocking fd, waiting with ``wait`` while it would block."""
+    """``call(view[start:stop])`` on a non-blocking fd, waiting with ``wait`` while it would block.
+
+    The slice lives only during the call: while waiting, only ``view`` (which
+    the ring can release if it is closed meanwhile) is held.
+    """
     while True:
         try:
             stats.syscalls += 1
-            return call(view)
+            return call(view if start == 0 and stop == len(view) else view[start:stop])
         except BlockingIOError:
             stats.waits += 1
             await wait()
         except BROKEN_ERRORS as exc:
             raise BrokenResourceError(f"{gone}: {exc}") from exc
+
+
+# ``move(view, start, stop)`` makes one system call with ``view[start:stop]``
+# of a region (or waits for the target and makes it then) and says how many
+# bytes it moved.
+_Move = Callable[[memoryview, int, int], Awaitable[int]]
+
+
+def _pollable_move(
+    call: Callable[[memoryview], int],
+    wait: Callable[[], Awaitable[None]],
+    stats: TransferStats,
+    gone: str,
+) -> _Move:
+    return lambda view, start, stop: _call_when_ready(call, view, start, stop, wait, stats, gone)
+
+
+def _file_move(call: Callable[[int, memoryview], int], fd: int, stats: TransferStats) -> _Move:
+    # Files cannot be polled: the call runs in a worker thread.  The region
+    # stays in the ring until the call returned, as the thread reads it.
+    async def move(view: memoryview, start: int, stop: int) -> int:
+        stats.syscalls += 1
+        return await anyio.to_thread.run_sync(call, fd, view[start:stop])
+
+    return move
+
+
+async def _pump_regions(reader: Reader, move: _Move, stats: TransferStats) -> None:
+    """Each readable region to ``move``; only whole items leave the ring."""
+    item = reader.item_size
+    while (view := await _next_region(reader)) is not None:
+        stats.regions += 1
+        written = await move(view, 0, len(view))
+        while written % item:  # a partial item: finish it before the region is released
+            written += await move(view, written, written - written % item + item)
+        reader.consume(written)
+        stats.bytes += written
 
 
 async def _pump_pollable(
@@ -151,30 +210,21 @@ async def _pump_pollable(
     """One ``write`` per region into a non-blocking socket or fd."""
     fd = FdWaiter(target if isinstance(target, int) else target.fileno())
     try:
-        while (view := await _next_region(reader)) is not None:
-            stats.regions += 1
-            written = await _call_when_ready(write, view, fd.wait_writable, stats, gone)
-            reader.consume(written)
-            stats.bytes += written
+        await _pump_regions(reader, _pollable_move(write, fd.wait_writable, stats, gone), stats)
     finally:
         fd.release()
 
 
 async def _pump_file(reader: Reader, fd: int, stats: TransferStats) -> None:
-    while (view := await _next_region(reader)) is not None:
-        stats.regions += 1
-        stats.syscalls += 1
-        # The region stays in the ring until the write returned: the worker
-        # thread reads the ring's memory while this task waits.
-        written = await anyio.to_thread.run_sync(os.write, fd, view)
-        reader.consume(written)
-        stats.bytes += written
+    await _pump_regions(reader, _file_move(os.write, fd, stats), stats)
 
 
 async def _pump_stream(reader: Reader, dst: ByteSendStream, stats: TransferStats) -> None:
+    item = reader.item_size
+    limit = max(item, _COPY_LIMIT - _COPY_LIMIT % item)
     while (view := await _next_region(reader)) is not None:
         stats.regions += 1
-        n = min(len(view), _COPY_LIMIT)
+        n = min(len(view), limit)
         stats.syscalls += 1
         await dst.send(bytes(view[:n]))  # a copy: the transport may keep what it is given
         reader.consume(n)
@@ -191,26 +241,60 @@ async def fill(
     never closed.
     """
     stats = stats if stats is not None else TransferStats()
-    if isinstance(src, socket.socket):
-        src.setblocking(False)
-        await _fill_pollable(writer, src, src.recv_into, stats, "the peer reset the connection")
-    elif isinstance(src, ByteReceiveStream):
-        await _fill_stream(writer, src, stats)
-    else:
-        fd = _fileno(src)
-        if fd is None:
-            raise TypeError(
-                "src must be a socket.socket, a file descriptor, a file object or an "
-                f"anyio ByteReceiveStream, not {type(src).__name__}"
-            )
-        if _is_regular_file(fd):
-            await _fill_file(writer, fd, stats)
+    with _closed_ring_is_closed(writer):
+        if isinstance(src, socket.socket):
+            src.setblocking(False)
+            await _fill_pollable(writer, src, src.recv_into, stats, "the peer reset the connection")
+        elif isinstance(src, ByteReceiveStream):
+            await _fill_stream(writer, src, stats)
         else:
-            os.set_blocking(fd, False)
-            await _fill_pollable(writer, fd, _readv_into(fd), stats, "the writing end went away")
+            fd = _fileno(src)
+            if fd is None:
+                raise TypeError(
+                    "src must be a socket.socket, a file descriptor, a file object or an "
+                    f"anyio ByteReceiveStream, not {type(src).__name__}"
+                )
+            if _is_regular_file(fd):
+                await _fill_file(writer, fd, stats)
+            else:
+                os.set_blocking(fd, False)
+                gone = "the writing end went away"
+                await _fill_pollable(writer, fd, _readv_into(fd), stats, gone)
     if eof:
         await writer.aclose()
     return stats.bytes
+
+
+def _ended_mid_item(held: int, item: int) -> IncompleteRead:
+    error = IncompleteRead()
+    error.args = (
+        f"the source ended in the middle of an item: {held} of its {item} bytes arrived; "
+        "they were not put in the ring",
+    )
+    return error
+
+
+async def _fill_regions(writer: Writer, move: _Move, stats: TransferStats) -> None:
+    """``move`` into each free region; only whole items are committed."""
+    item = writer.item_size
+    held = 0  # bytes of an unfinished item, kept at the start of the free space
+    while True:
+        view = await writer.reserve(held + 1)
+        stats.regions += 1
+        try:
+            got = await move(view, held, len(view))
+        except BaseException:
+            writer.commit(0)  # the reservation ends; nothing more was received
+            raise
+        held += got
+        whole = held - held % item
+        writer.commit(whole)
+        stats.bytes += whole
+        held -= whole
+        if not got:
+            if held:
+                raise _ended_mid_item(held, item)
+            return
 
 
 async def _fill_pollable(
@@ -223,18 +307,7 @@ async def _fill_pollable(
     """One ``read`` per free region from a non-blocking socket or fd."""
     fd = FdWaiter(source if isinstance(source, int) else source.fileno())
     try:
-        while True:
-            view = await writer.reserve(1)
-            stats.regions += 1
-            try:
-                got = await _call_when_ready(read, view, fd.wait_readable, stats, gone)
-            except BaseException:
-                writer.commit(0)  # the reservation ends; nothing was received
-                raise
-            writer.commit(got)
-            if not got:
-                return
-            stats.bytes += got
+        await _fill_regions(writer, _pollable_move(read, fd.wait_readable, stats, gone), stats)
     finally:
         fd.release()
 
@@ -243,26 +316,30 @@ def _readv_into(fd: int) -> Callable[[memoryview], int]:
     return lambda view: os.readv(fd, [view])
 
 
+def _readv_one(fd: int, view: memoryview) -> int:
+    return os.readv(fd, [view])
+
+
 async def _fill_file(writer: Writer, fd: int, stats: TransferStats) -> None:
-    while True:
-        view = await writer.reserve(1)
-        stats.regions += 1
-        stats.syscalls += 1
-        got = await anyio.to_thread.run_sync(os.readv, fd, [view])
-        writer.commit(got)
-        if not got:
-            return
-        stats.bytes += got
+    await _fill_regions(writer, _file_move(_readv_one, fd, stats), stats)
 
 
 async def _fill_stream(writer: Writer, src: ByteReceiveStream, stats: TransferStats) -> None:
+    item = writer.item_size
+    held = b""  # an unfinished item: it goes in with the bytes that finish it
     while True:
         try:
             data = await src.receive(min(writer.capacity, _COPY_LIMIT))
         except EndOfStream:
+            if held:
+                raise _ended_mid_item(len(held), item) from None
             return
         stats.syscalls += 1
         stats.regions += 1
+        if held or len(data) % item:
+            data = held + data
+            cut = len(data) - len(data) % item
+            data, held = data[:cut], data[cut:]
         await writer.send(data)
         stats.bytes += len(data)
 

@@ -267,3 +267,89 @@ async def test_sendfile_moves_a_file_to_a_socket_without_the_ring(tmp_path: Path
         assert bytes(got) == PAYLOAD[1000:]
         with pytest.raises(TypeError, match="regular file"):
             await aring.sendfile(right.fileno(), left)
+
+
+async def test_ring_closed_from_another_thread_while_pump_holds_a_region() -> None:
+    left, right = socket.socketpair()
+    left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    with left, right, anyio.fail_after(30):
+        ring = aring.Ring(1 << 20)
+        writer, reader = ring.writer(), ring.reader()
+        writer.try_write(b"x" * (1 << 20))
+        stats = TransferStats()
+        failure: list[BaseException] = []
+
+        async def pump() -> None:
+            try:
+                await aring.pump(reader, left, stats=stats)
+            except BaseException as exc:
+                failure.append(exc)
+
+        async with create_task_group() as tg:
+            tg.start_soon(pump)
+            while not stats.waits:  # the socket is full: pump waits, holding its region
+                await anyio.sleep(0.001)
+            await anyio.to_thread.run_sync(ring.close)
+            right.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while right.recv(1 << 16):  # the socket drains: pump wakes and looks again
+                    pass
+        assert len(failure) == 1
+        assert isinstance(failure[0], anyio.ClosedResourceError), repr(failure[0])
+
+
+async def test_fill_into_a_ring_closed_from_another_thread() -> None:
+    left, right = socket.socketpair()
+    with left, right, anyio.fail_after(30):
+        ring = aring.Ring(1 << 16)
+        writer, _reader = ring.writer(), ring.reader()
+        stats = TransferStats()
+        failure: list[BaseException] = []
+
+        async def fill() -> None:
+            try:
+                await aring.fill(writer, right, stats=stats)
+            except BaseException as exc:
+                failure.append(exc)
+
+        async with create_task_group() as tg:
+            tg.start_soon(fill)
+            while not stats.waits:  # nothing to receive: fill waits, holding free space
+                await anyio.sleep(0.001)
+            await anyio.to_thread.run_sync(ring.close)
+            left.send(b"late bytes")
+        assert len(failure) == 1
+        assert isinstance(failure[0], anyio.ClosedResourceError), repr(failure[0])
+
+
+@pytest.mark.parametrize("item_size", [8, 24])
+async def test_pump_and_fill_on_a_ring_of_items(item_size: int) -> None:
+    payload = os.urandom(item_size * 40_000)
+    left, right = socket.socketpair()
+    with left, right, anyio.fail_after(30):
+        async with (
+            aring.open(1 << 16, item_size=item_size) as (w_out, r_out),
+            aring.open(1 << 16) as (w_in, r_in),
+        ):
+            received: list[bytes] = []
+            async with create_task_group() as tg:
+                tg.start_soon(_feed, w_out, payload)
+                tg.start_soon(lambda: aring.pump(r_out, left))
+                tg.start_soon(lambda: aring.fill(w_in, right))
+
+                async def drain() -> None:
+                    received.append(await _drain(r_in))
+
+                tg.start_soon(drain)
+            assert received == [payload]
+
+
+async def test_fill_from_a_source_that_ends_mid_item() -> None:
+    left, right = socket.socketpair()
+    with left, right, anyio.fail_after(30):
+        async with aring.open(1 << 16, item_size=8) as (writer, reader):
+            left.sendall(b"12345678" * 3 + b"abc")  # three items and three bytes
+            left.shutdown(socket.SHUT_WR)
+            with pytest.raises(anyio.IncompleteRead, match="3 of its 8 bytes"):
+                await aring.fill(writer, right)
+            assert reader.try_read() == b"12345678" * 3  # the whole items arrived
