@@ -34,6 +34,7 @@ cdef extern from "includes/aring.h" nogil:
     uint32_t ARING_LAYOUT_VERSION
     int ARING_MAX_READERS
     uint32_t ARING_FLAG_WRITER_CLOSED
+    uint32_t ARING_FLAG_WRITER_DIED
     uint32_t ARING_FLAG_READER_ATTACHED
     uint32_t ARING_SLOT_FREE
     uint32_t ARING_SLOT_CLAIMED
@@ -49,7 +50,10 @@ cdef extern from "includes/aring.h" nogil:
         uint32_t max_readers
         uint32_t strategy
         uint32_t flags
-        uint32_t writer_pid
+
+    ctypedef struct aring_owner:
+        uint32_t pid
+        uint64_t start
 
     ctypedef struct aring_line_u64:
         uint64_t value
@@ -60,9 +64,9 @@ cdef extern from "includes/aring.h" nogil:
 
     ctypedef struct aring_slot:
         uint32_t state
-        uint32_t pid
         uint64_t position
         uint64_t wake_at
+        aring_owner owner
 
     ctypedef struct aring_header:
         aring_geometry geometry
@@ -70,9 +74,12 @@ cdef extern from "includes/aring.h" nogil:
         aring_waiter writer_waiting
         aring_line_u64 readers_waiting
         aring_line_u64 notifier_writes
+        aring_line_u64 dead_readers
+        aring_owner writer
         aring_slot slots[1]   # flexible array member in C
 
     size_t aring_header_bytes(size_t max_readers)
+    uint64_t aring_slot_mask(uint32_t max_readers)
 
     # mapping.h
     int ARING_STRATEGY_MEMFD
@@ -83,7 +90,10 @@ cdef extern from "includes/aring.h" nogil:
     long aring_allocation_granularity()
     int aring_create_memfd(size_t size, int *fd, aring_error *e)
     int aring_create_shm(size_t size, int *fd, aring_error *e)
-    int aring_open_file(const char *path, int tmp, size_t size, int *fd, aring_error *e)
+    int aring_create_temp_file(const char *dir, size_t size, int *out, aring_error *e)
+    int aring_create_unnamed(const char *dir, size_t size, int *out, char *tmpname,
+                             size_t tmpname_size, aring_error *e)
+    int aring_publish_file(int fd, const char *tmpname, const char *path, aring_error *e)
     int aring_map_double(int fd, size_t hdr, size_t n, char **base, aring_error *e)
     int aring_map_copy(size_t total, char **base, aring_error *e)
     int aring_unmap(char *base, size_t total)
@@ -100,6 +110,10 @@ cdef extern from "includes/aring.h" nogil:
     # process.h
     int aring_install_fork_hook()
     unsigned long aring_fork_generation()
+    int ARING_PROCESS_ALIVE
+    int ARING_PROCESS_DEAD
+    uint64_t aring_self_start()
+    int aring_process_alive(uint32_t pid, uint64_t start)
 
 
 cdef extern from "<poll.h>" nogil:
@@ -114,6 +128,7 @@ cdef extern from "<poll.h>" nogil:
 cdef extern from "<unistd.h>" nogil:
     int usleep(unsigned int usec)
     int getpid()
+    int unlink(const char *path)
 
 
 cdef class DoubleMappedBuffer:
@@ -127,9 +142,13 @@ cdef class DoubleMappedBuffer:
     cdef Py_ssize_t _exports
     cdef bint _closed
     cdef object _fallback_reason
+    cdef object _owner            # the ring using the buffer: only it may close it
+    cdef bytes _path              # a new file's path until it is published
+    cdef bytes _tmpname           # its temporary name where it could not be made unnamed
 
     cdef int _mirror(self, Py_ssize_t offset, Py_ssize_t n) except -1 nogil
     cdef _map(self, int code, bytes path)
+    cdef void _discard_unpublished(self) noexcept
 
 
 cdef class RingCore:
@@ -156,6 +175,10 @@ cdef class RingCore:
     cdef int _check_open(self) except -1
     cdef object _windows(self)
     cdef Py_ssize_t _space(self) except -2
+    cdef object _corrupt(self, str what)
+    cdef object _corrupt_slot(self, int slot, uint64_t w)
+    cdef int _reap_dead_readers(self) except -1
+    cdef bint _foreign_readers(self) noexcept
     cdef void _wake_readers(self, bint everyone) noexcept
     cdef void _wake_writer(self, uint64_t position) noexcept
     cdef int _copy_in(self, uint64_t position, const char *src, Py_ssize_t n) except -1
@@ -178,11 +201,16 @@ cdef class _End:
     cpdef unsigned long _acquire(self, bint task=*) except? 1
     cpdef _release(self, unsigned long token, bint task=*)
     cdef void _release_views(self) noexcept
-    cdef Py_ssize_t _size_arg(self, object n, str what, bint allow_zero) except -1
+    cdef Py_ssize_t _count_arg(self, object n, str what, Py_ssize_t low) except -1
+    cdef Py_ssize_t _need_arg(self, object n) except -1
+    cdef Py_ssize_t _amount_arg(self, object n) except -1
     cdef int _check_notifier(self) except -1
     cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil
     cdef int _notifier_rfd(self) noexcept
     cdef _leave(self)
+    cdef _take_over(self)
+    cdef bint _foreign_peer(self) noexcept
+    cdef int _check_peers(self) except -1
 
 
 cdef class WriterEnd(_End):
@@ -195,5 +223,6 @@ cdef class ReaderEnd(_End):
     cdef int _slot
 
     cdef Py_ssize_t _readable(self, bint *eof) except -1
+    cdef object _end_of_stream(self)
     cdef void _advance(self, Py_ssize_t count) noexcept
 

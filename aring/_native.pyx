@@ -24,8 +24,10 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
 import errno as _errno
+import numbers as _numbers
 import operator as _operator
 import os as _os
+import stat as _stat
 import tempfile as _tempfile
 import time as _time
 

@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+import anyio
 from anyio import TypedAttributeSet, WouldBlock, typed_attribute
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
@@ -66,7 +67,9 @@ def _bytes_view(data: Buffer) -> memoryview:
 class _TaskSide:
     """What both ends share on the async side: task exclusion and sleeping on the notifier."""
 
-    _watch: Watch | None
+    # Class defaults: close() may run (ring.close() in another thread) before
+    # __init__ has set them.
+    _watch: Watch | None = None
     _ring: Ring
 
     if TYPE_CHECKING:
@@ -77,6 +80,8 @@ class _TaskSide:
         def _acquire(self, task: bool = False) -> int: ...
         def _release(self, token: int, task: bool = False) -> None: ...
         def _ready(self, n: int) -> bool: ...
+        def _peer_check_interval(self) -> float | None: ...
+        def _check_peers_now(self) -> None: ...
         def close(self) -> None: ...
         @property
         def capacity(self) -> int: ...
@@ -112,9 +117,18 @@ class _TaskSide:
             if watch is not None:
                 watch.close()
             watch = self._watch = backend.watch(os.dup(self.notifier_fd), self._ring.notifier)
-        await watch.wait()
-        while self.arm(n):
-            await watch.wait()
+        while True:
+            interval = self._peer_check_interval()
+            if interval is None:
+                await watch.wait()
+            else:
+                # The other side is another process: if it dies it cannot
+                # wake us, so look whether it still lives now and then.
+                with anyio.move_on_after(interval):
+                    await watch.wait()
+                self._check_peers_now()
+            if not self.arm(n):
+                return
 
     async def aclose(self) -> None:
         """``close()``, then a checkpoint: a cancelled ``aclose`` has still closed."""

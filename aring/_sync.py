@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from ._native import ReaderEnd, WriterEnd
+from ._native import ReaderEnd, WriterEnd, _check_timeout
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -40,8 +40,9 @@ def _until(
 
     ``timeout`` bounds the whole call; ``n`` and ``what`` may be computed per wait.
     """
+    _check_timeout(timeout)
     result = attempt()
-    left = timeout  # the first wait checks it (TypeError, ValueError)
+    left = timeout
     start = time.monotonic()
     while result is None:
         if not end.wait(n() if callable(n) else n, left):
@@ -68,6 +69,7 @@ class SyncWriter:
         leave a prefix sent (the message says how much).
         """
         end = self._end
+        _check_timeout(timeout)
         token = end._acquire()
         try:
             view = memoryview(data).cast("B")

@@ -367,3 +367,29 @@ def test_one_ring_across_successive_event_loops_leaks_no_fd(backend: str) -> Non
             anyio.run(round_trip, w, r, backend=backend)
     if fds_before is not None:
         assert len(os.listdir("/proc/self/fd")) <= fds_before
+
+
+async def test_waits_on_a_ring_of_items_wait_for_one_item() -> None:
+    async with aring.open(4096, item_size=24) as (writer, reader):
+        items = [bytes([i % 256]) * 24 for i in range(1000)]  # several laps of the ring
+
+        async def produce() -> None:
+            async with writer:
+                for item in items:
+                    view = await writer.reserve()  # the n=1 default: one item
+                    view[:24] = item
+                    writer.commit(24)
+
+        received = bytearray()
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce)
+                while True:
+                    try:
+                        view = await reader.peek()  # one item
+                    except anyio.EndOfStream:
+                        break
+                    assert len(view) % 24 == 0
+                    received += view
+                    reader.consume(len(view))
+        assert bytes(received) == b"".join(items)

@@ -113,16 +113,18 @@ def test_file_strategy_with_a_path_keeps_its_bytes(tmp_path: os.PathLike[str]) -
     assert data[-2:] == b"wx" and data[:2] == b"yz"
 
 
-def test_file_that_holds_data_is_refused(tmp_path: os.PathLike[str]) -> None:
+@pytest.mark.parametrize("content", [b"precious", b""], ids=["with data", "empty"])
+def test_an_existing_file_is_never_taken(tmp_path: os.PathLike[str], content: bytes) -> None:
     path = os.path.join(tmp_path, "taken.bin")
     with open(path, "wb") as f:
-        f.write(b"precious")
+        f.write(content)
+    os.chmod(path, 0o600)
     with pytest.raises(aring.MappingError) as info:
         aring.DoubleMappedBuffer(PAGE, path=path)
     assert info.value.errno == errno.EEXIST
-    assert "already holds data" in str(info.value)
+    assert "a file already exists at" in str(info.value)
     with open(path, "rb") as f:
-        assert f.read() == b"precious", "a refused file must be left as it was"
+        assert f.read() == content, "a refused file must be left as it was"
 
 
 def test_path_that_is_a_directory_is_refused(tmp_path: os.PathLike[str]) -> None:
@@ -136,7 +138,7 @@ def test_path_that_is_a_directory_is_refused(tmp_path: os.PathLike[str]) -> None
     ("kwargs", "exc", "match"),
     [
         ({"size": 0}, ValueError, "size must be >= 1"),
-        ({"size": -1}, ValueError, "size must be >= 0"),
+        ({"size": -1}, ValueError, "size must be >= 1, got -1"),
         ({"size": 1.5}, TypeError, "size must be an int, not float"),
         ({"size": "4096"}, TypeError, "size must be an int, not str"),
         ({"size": True}, TypeError, "size must be an int, not bool"),

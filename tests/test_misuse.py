@@ -7,51 +7,12 @@ prints one ``OUTCOME ...`` line per thing it checked; the test asserts on them.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
-import textwrap
 
 import pytest
+from scenario import run_scenario
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="scenarios use fork()")
-
-PRELUDE = """
-import gc, os, sys, threading, time
-import aring
-from anyio import BusyResourceError, ClosedResourceError, EndOfStream
-
-def outcome(label, call):
-    try:
-        result = call()
-    except BaseException as exc:
-        print(f"OUTCOME {label}: {type(exc).__name__}: {exc}", flush=True)
-    else:
-        print(f"OUTCOME {label}: returned {result!r}", flush=True)
-"""
-
-
-def run_scenario(body: str, timeout: float = 60) -> dict[str, str]:
-    """Run ``body`` in a child interpreter; its OUTCOME lines as {label: text}."""
-    code = PRELUDE + textwrap.dedent(body)
-    done = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
-        pytest.fail(f"the scenario died of {name}:\n{done.stdout}\n{done.stderr}")
-    assert done.returncode == 0, f"exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    outcomes = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("OUTCOME "):
-            label, _, text = line[len("OUTCOME ") :].partition(": ")
-            outcomes[label] = text
-    return outcomes
-
 
 @pytest.mark.parametrize("strategy", ["auto", "copy"])
 def test_close_during_a_32_mib_copy_in_another_thread(strategy: str) -> None:
@@ -227,3 +188,155 @@ def test_buffer_closed_from_another_thread_while_a_view_is_used() -> None:
     )
     assert outcomes["closes refused"] == "returned 200"
     assert outcomes["close after release"] == "returned None"
+
+
+def test_writer_closed_during_a_large_copy_publishes_nothing_after_eof() -> None:
+    outcomes = run_scenario(
+        """
+        payload = os.urandom(16 << 20)
+        late = published_after_close = 0
+        errors = set()
+        for attempt in range(60):
+            ring = aring.Ring(32 << 20)
+            w, r = ring.writer(), ring.reader()
+            started = threading.Event()
+            def write():
+                started.set()
+                try:
+                    w.try_write(payload)   # copies 16 MiB without the GIL
+                except ClosedResourceError as exc:
+                    errors.add(str(exc))
+            t = threading.Thread(target=write)
+            t.start()
+            started.wait()
+            time.sleep(0.0002 * (attempt % 10))  # vary where in the copy the close lands
+            w.close()
+            eof_at = r.readable()  # what the reader can see once the writer closed
+            t.join()
+            if r.readable() != eof_at:
+                published_after_close += 1
+            ring.close()
+        outcome("published after close", lambda: published_after_close)
+        outcome("errors", lambda: sorted(errors))
+        """
+    )
+    assert outcomes["published after close"] == "returned 0"
+    assert outcomes["errors"] in (
+        "returned []",
+        "returned ['the writer was closed during the copy']",
+    )
+
+
+def test_a_forked_reader_that_dies_does_not_wedge_the_writer() -> None:
+    outcomes = run_scenario(
+        """
+        ring = aring.Ring(1 << 16, readers=2)
+        w = ring.writer()
+        mine = ring.reader()
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            theirs = ring.reader()   # a slot held by this child, never closed
+            os.write(ready_w, b"!")
+            os._exit(0)              # dies without closing (and stays a zombie below)
+        os.read(ready_r, 1)
+        # Fill the ring: the dead child's reader holds back the writer.
+        w.try_write(b"a" * ring.capacity)
+        mine.consume(mine.readable())
+        start = time.monotonic()
+        outcome("send past the dead reader", lambda: w.sync.send(b"b" * 1000, timeout=20))
+        outcome("within seconds", lambda: time.monotonic() - start < 10)
+        outcome("dead readers", lambda: ring.dead_readers)
+        outcome("mine still reads", lambda: mine.sync.receive(timeout=5))
+        os.waitpid(pid, 0)
+        """
+    )
+    assert outcomes["send past the dead reader"] == "returned None"
+    assert outcomes["within seconds"] == "returned True"
+    assert outcomes["dead readers"] == "returned 1"
+    assert outcomes["mine still reads"] == "returned " + repr(b"b" * 1000)
+
+
+def test_a_forked_writer_that_dies_is_reported_not_taken_for_eof() -> None:
+    outcomes = run_scenario(
+        """
+        ring = aring.Ring(1 << 16)
+        w, r = ring.writer(), ring.reader()
+        pid = os.fork()
+        if pid == 0:
+            w.reattach()             # the child takes the writer over
+            w.try_write(b"partial")
+            os._exit(0)              # and dies without closing it
+        data = b""
+        def drain():
+            global data
+            while True:
+                data += r.sync.receive(timeout=20)
+        outcome("reader", drain)
+        outcome("data", lambda: data)
+        os.waitpid(pid, 0)
+        """
+    )
+    assert outcomes["reader"].startswith("BrokenResourceError")
+    assert "died without closing" in outcomes["reader"]
+    assert outcomes["data"] == "returned b'partial'"
+
+
+def test_closing_the_ring_while_readers_are_made_in_another_thread() -> None:
+    outcomes = run_scenario(
+        """
+        import sys
+        sys.setswitchinterval(1e-6)   # switch threads as often as possible
+        failures, still_open = [], 0
+        for _ in range(3000):
+            ring = aring.Ring(1 << 12, readers=4)
+            w = ring.writer()
+            def make_readers():
+                try:
+                    for _ in range(4):
+                        ring.reader()
+                except ClosedResourceError:
+                    pass
+                except BaseException as exc:
+                    failures.append(repr(exc))
+            t = threading.Thread(target=make_readers)
+            t.start()
+            try:
+                ring.close()
+            except BaseException as exc:
+                failures.append(repr(exc))
+            t.join()
+            still_open += not ring.closed
+        outcome("failures", lambda: sorted(set(failures)))
+        outcome("still open", lambda: still_open)
+        """,
+        timeout=120,
+    )
+    assert outcomes["failures"] == "returned []"
+    assert outcomes["still open"] == "returned 0"
+
+
+def test_busy_messages_say_what_is_busy() -> None:
+    outcomes = run_scenario(
+        """
+        ring = aring.Ring(1 << 16)
+        w, r = ring.writer(), ring.reader()
+        inside = threading.Event()
+        leave = threading.Event()
+        def hold():
+            token = r._acquire()
+            inside.set()
+            leave.wait()
+            r._release(token)
+        t = threading.Thread(target=hold)
+        t.start()
+        inside.wait()
+        outcome("thread", lambda: r.try_peek(1))
+        leave.set()
+        t.join()
+        token = w._acquire(True)
+        outcome("task", lambda: w._acquire(True))
+        """
+    )
+    assert outcomes["thread"] == "BusyResourceError: another thread is using this reader"
+    assert outcomes["task"] == "BusyResourceError: another task is already using this writer"

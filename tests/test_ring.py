@@ -276,6 +276,9 @@ BAD_ARGUMENTS: list[tuple[str, Call, type[Exception], str]] = [
     ("read_into empty", lambda w, r: r.try_read_into(bytearray()), ValueError, "must not be empty"),
     ("wait timeout -1", lambda w, r: r.wait(1, -1), ValueError, "timeout must be None or >= 0"),
     ("wait timeout nan", lambda w, r: w.wait(1, float("nan")), ValueError, "timeout must be"),
+    ("wait timeout str", lambda w, r: r.wait(1, "1"), TypeError, "timeout must be None or a num"),
+    ("sync timeout str", lambda w, r: r.sync.receive(timeout="1"), TypeError, "a number of sec"),
+    ("sync timeout list", lambda w, r: w.sync.reserve(1, timeout=[]), TypeError, "not list"),
     ("sync send str", lambda w, r: w.sync.send("x"), TypeError, "bytes-like object"),
 ]
 
@@ -297,11 +300,16 @@ def test_bad_arguments(call: Call, exc: type[Exception], match: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"capacity": 0}, ValueError, "capacity must be >= 1"),
+        ({"capacity": 0}, ValueError, "capacity must be >= 1, got 0"),
+        ({"capacity": -1}, ValueError, "capacity must be >= 1, got -1"),
+        ({"capacity": 1 << 41}, ValueError, "more than the largest ring"),
+        # an item size sharing no factor with the page size: rounding multiplies them
+        ({"capacity": 1, "item_size": 1073741789}, ValueError, "rounds up to 4398046367744"),
         ({"capacity": 1.5}, TypeError, "capacity must be an int"),
         ({"capacity": PAGE, "readers": 0}, ValueError, "readers must be between 1 and 64"),
         ({"capacity": PAGE, "readers": 65}, ValueError, "readers must be between 1 and 64"),
         ({"capacity": PAGE, "item_size": 0}, ValueError, "item_size must be >= 1"),
+        ({"capacity": PAGE, "item_size": 1 << 31}, ValueError, "item_size must be <= "),
         ({"capacity": PAGE, "notifier": "signal"}, ValueError, "unknown notifier"),
         ({"capacity": PAGE, "strategy": "huge"}, ValueError, "unknown strategy"),
     ],
@@ -332,3 +340,27 @@ def test_a_ring_without_notifier_polls_and_refuses_to_wait() -> None:
         w.close()  # closing still works without fds to signal
         with pytest.raises(EndOfStream):
             r.try_read()
+
+
+def test_waits_on_a_ring_of_items_mean_at_least_one_item() -> None:
+    with aring.Ring(PAGE, item_size=24) as ring:  # rounded to 3 pages: 512 items
+        w, r = ring.writer(), ring.reader()
+        assert r.try_peek() is None
+        assert r.wait(timeout=0) is False  # n=1: one item, not a ValueError
+        view = w.try_reserve()  # n=1: at least one item
+        assert view is not None and len(view) == ring.capacity
+        view[:24] = bytes(range(24))
+        w.commit(24)
+        assert r.wait(timeout=0) is True
+        assert r.sync.peek(timeout=1).tobytes() == bytes(range(24))
+        assert r.try_peek(5) is not None  # 5 bytes: rounded up to one item, which is there
+        assert r.try_peek(25) is None  # two items are not
+        assert r.sync.receive(timeout=1) == bytes(range(24))
+        with pytest.raises(TimeoutError):
+            r.sync.receive(timeout=0.01)
+        assert w.sync.reserve(timeout=1) is not None
+        w.commit(0)
+        assert w.try_write(b"\1" * ring.capacity)
+        assert w.wait(timeout=0) is False  # full: no room for one item
+        with pytest.raises(ValueError, match="multiple of the item size"):
+            r.consume(5)

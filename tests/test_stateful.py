@@ -51,8 +51,7 @@ class RingModel(RuleBasedStateMachine):
     )
     def create(self, strategy: str, max_readers: int, pages: int, notifier: str) -> aring.Reader:
         if strategy == "file":
-            fd, self.path = tempfile.mkstemp(prefix="aring-model-")
-            os.close(fd)
+            self.path = os.path.join(tempfile.mkdtemp(prefix="aring-model-"), "ring")
         self.ring = aring.Ring(
             pages * PAGE_SIZE - 100,  # rounded up to whole pages
             readers=max_readers,
@@ -72,6 +71,7 @@ class RingModel(RuleBasedStateMachine):
             self.ring.close()
         if self.path is not None:
             os.unlink(self.path)
+            os.rmdir(os.path.dirname(self.path))
 
     # -- the model's view of the ring ------------------------------------------------
 

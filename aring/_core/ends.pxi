@@ -1,12 +1,28 @@
 # The ends: _End holds what both share (state checks, ownership, views,
 # argument checks, wait/drain/close); WriterEnd and ReaderEnd move the cursors.
+#
+# Everything read from the header is untrusted: a cursor more than the
+# capacity away from the other is reported as corruption, never used to size a
+# copy or a view.
 
-cdef inline uint64_t _join_position(aring_header *h, uint32_t max_readers, int own) noexcept:
-    """Where a joining reader starts: the oldest position the other readers hold, or w."""
-    cdef uint64_t w = aring_load_acquire_u64(&h.write_position.value)
+cdef inline uint64_t _join_position(RingCore core, int own) noexcept:
+    """Where a joining reader starts: the oldest position the other readers hold, or w.
+
+    A slot that cannot be right is passed over here; the writer reports it.
+    """
+    cdef uint64_t w = aring_load_acquire_u64(&core._hdr.write_position.value)
     cdef uint64_t lag
-    _scan_readers(h, max_readers, own, w, &lag)
+    if _scan_readers(core._hdr, core._max_readers, own, w, core._cap, False, &lag) < 0:
+        return w
     return w - lag
+
+
+cdef object _busy(str message):
+    # anyio's BusyResourceError builds "Another task is already {action} this
+    # resource" from its argument; ours says which end, and thread or task.
+    exc = BusyResourceError("using")
+    exc.args = (message,)
+    return exc
 
 
 cdef class _End:
@@ -29,6 +45,15 @@ cdef class _End:
     cdef _leave(self):
         pass
 
+    cdef _take_over(self):
+        pass
+
+    cdef bint _foreign_peer(self) noexcept:
+        return False
+
+    cdef int _check_peers(self) except -1:
+        return 0
+
     cdef int _check_usable(self) except -1:
         """ClosedResourceError, ForkedError or BusyResourceError if this thread may not use the end."""
         if self._closed:
@@ -41,7 +66,7 @@ cdef class _End:
                 "process to take it over (and stop using it in the parent)"
             )
         if self._owner and self._owner != <unsigned long> PyThread_get_thread_ident():
-            raise BusyResourceError(f"another thread is using this {self._kind}")
+            raise _busy(f"another thread is using this {self._kind}")
         return 0
 
     cpdef unsigned long _acquire(self, bint task=False) except? 1:
@@ -51,7 +76,7 @@ cdef class _End:
         """
         cdef unsigned long previous = self._owner
         if task and self._task_busy:
-            raise BusyResourceError(f"another task is already using this {self._kind}")
+            raise _busy(f"another task is already using this {self._kind}")
         self._check_usable()
         self._owner = <unsigned long> PyThread_get_thread_ident()
         if task:
@@ -74,20 +99,35 @@ cdef class _End:
                 pass   # someone exported from it; the mapping stays alive anyway
         self._views.clear()
 
-    cdef Py_ssize_t _size_arg(self, object n, str what, bint allow_zero) except -1:
+    cdef Py_ssize_t _count_arg(self, object n, str what, Py_ssize_t low) except -1:
         cdef Py_ssize_t v
         if type(n) is int and -(1 << 62) < n < (1 << 62):
             v = n
-            if v < 0:
-                raise ValueError(f"{what} must be >= {0 if allow_zero else 1}, got {v}")
+        elif isinstance(n, int) and not isinstance(n, bool) and n < low:
+            v = low - 1   # a huge negative int: reported below
         else:
             v = _as_size(n, what)
-        if v == 0 and not allow_zero:
-            raise ValueError(f"{what} must be >= 1, got 0")
+        if v < low:
+            raise ValueError(f"{what} must be >= {low}, got {n}")
         if v > <Py_ssize_t> self._core._cap:
             raise ValueError(f"{what} must be <= the capacity ({self._core._cap}), got {v}")
+        return v
+
+    cdef Py_ssize_t _need_arg(self, object n) except -1:
+        """A wait threshold: 1..capacity bytes, rounded up to whole items ("at least n")."""
+        cdef Py_ssize_t v = self._count_arg(n, "n", 1)
+        cdef Py_ssize_t item = self._core._item
+        if v % item:
+            v += item - v % item
+        return v
+
+    cdef Py_ssize_t _amount_arg(self, object n) except -1:
+        """An amount to commit or consume: 0..capacity bytes, whole items."""
+        cdef Py_ssize_t v = self._count_arg(n, "n", 0)
         if v % self._core._item:
-            raise ValueError(f"{what} must be a multiple of the item size ({self._core._item}), got {v}")
+            raise ValueError(
+                f"n must be a multiple of the item size ({self._core._item}), got {v}"
+            )
         return v
 
     cdef int _check_notifier(self) except -1:
@@ -117,14 +157,29 @@ cdef class _End:
         self._check_usable()
         return self._notifier_rfd()
 
-    def _check_size(self, n, bint allow_zero=False):
-        """``n`` checked as the nonblocking calls check it (async methods check up front)."""
-        return self._size_arg(n, "n", allow_zero)
+    def _check_size(self, n):
+        """``n`` checked as the waits check it (async methods check up front)."""
+        return self._need_arg(n)
 
     def _ready(self, Py_ssize_t n):
         """Whether ``n`` bytes are there (free or readable), or news is (closed, EOF, no readers)."""
         self._check_usable()
         return self._ready_nogil(n)
+
+    def _peer_check_interval(self):
+        """Seconds between checks that the other side's process lives, or None.
+
+        None while every peer this end waits for is in this process; a peer in
+        another process cannot wake us when it dies, so waits are cut into
+        slices and ``_check_peers()`` runs between them.
+        """
+        self._check_usable()
+        return PEER_CHECK_INTERVAL if self._foreign_peer() else None
+
+    def _check_peers_now(self):
+        """Look for a peer that died without closing (see ``_peer_check_interval``)."""
+        self._check_usable()
+        self._check_peers()
 
     def drain(self):
         """Reset the notifier after a wakeup."""
@@ -133,9 +188,9 @@ cdef class _End:
 
     def wait(self, n=1, timeout=None):
         """Block (GIL released) until ``n`` bytes are there or news is; False on timeout."""
-        cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        cdef Py_ssize_t need = self._need_arg(n)
         self._check_notifier()
-        return _wait(self, need, timeout)
+        return _wait(self, need, _as_timeout(timeout))
 
     def close(self):
         """Close this end (idempotent); see the subclasses for what the other side sees."""
@@ -143,25 +198,28 @@ cdef class _End:
             return
         self._release_views()
         self._closed = True
-        if self._core._closed or self._generation != aring_fork_generation():
-            return
+        if self._core._hdr == NULL or self._generation != aring_fork_generation():
+            return  # unmapped, or inherited through fork(): shared state is not ours
         self._leave()
 
     def reattach(self):
         """Take over an end inherited through fork() in this process.
 
         Until then every call on it raises ForkedError.  The parent must stop
-        using it: one process at a time per end.
+        using it: one process at a time per end.  The end is recorded as this
+        process's, so that if it dies without closing, the other side notices.
         """
         if self._closed:
             raise ClosedResourceError(f"this {self._kind} is closed")
         self._core._check_open()
         self._generation = aring_fork_generation()
         self._owner = 0
+        self._task_busy = False
         if self._core._generation != self._generation:
             # Threads do not survive fork(): their in-flight counts are void.
             self._core._generation = self._generation
             self._core._inflight = 0
+        self._take_over()
 
 
 cdef class WriterEnd(_End):
@@ -173,29 +231,50 @@ cdef class WriterEnd(_End):
         core._has_writer = True
         core._ends.append(self)
         self._kind = "writer"
+        self._take_over()
+
+    cdef _take_over(self):
+        _record_owner(&self._core._hdr.writer)
 
     cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil:
-        # Enough space, or something to report (closed, no readers): look again.
+        # Enough space, or something to report (closed, no readers, a corrupt
+        # header): look again.
         cdef aring_header *h = self._core._hdr
-        cdef uint64_t w = aring_load_relaxed_u64(&h.write_position.value)
-        cdef uint64_t lag
+        cdef uint64_t cap = self._core._cap
+        cdef uint64_t w, lag
+        cdef int active
         if self._closed or self._core._closed:
             return True
+        w = aring_load_relaxed_u64(&h.write_position.value)
         if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
-            return self._core._cap - w >= <uint64_t> need
-        if not _scan_readers(h, self._core._max_readers, -1, w, &lag):
+            return cap - w >= <uint64_t> need
+        active = _scan_readers(h, self._core._max_readers, -1, w, cap, True, &lag)
+        if active <= 0:
             return True
-        return self._core._cap - lag >= <uint64_t> need
+        return cap - lag >= <uint64_t> need
 
     cdef int _notifier_rfd(self) noexcept:
         return self._core._writer_rfd
 
+    cdef bint _foreign_peer(self) noexcept:
+        return self._core._foreign_readers()
+
+    cdef int _check_peers(self) except -1:
+        if self._core._reap_dead_readers():
+            # A dead reader may have been all that held the writer back: look
+            # again at once (the caller re-arms), and tell any sleeping
+            # thread of ours.
+            aring_notifier_signal(self._core._notifier, self._core._writer_wfd)
+        return 0
+
     cdef _leave(self):
         # Sleeping readers see EOF, and a thread of ours blocked in wait() on
-        # this end sees the close.
+        # this end sees the close.  An end inherited by a child that took it
+        # over is the child's to close.
         cdef RingCore core = self._core
-        aring_fetch_or_u32(&core._hdr.geometry.flags, ARING_FLAG_WRITER_CLOSED)
-        core._wake_readers(True)
+        if core._hdr.writer.pid == _my_pid():
+            aring_fetch_or_u32(&core._hdr.geometry.flags, ARING_FLAG_WRITER_CLOSED)
+            core._wake_readers(True)
         aring_notifier_signal(core._notifier, core._writer_wfd)
 
     def writable(self):
@@ -205,7 +284,7 @@ cdef class WriterEnd(_End):
 
     def try_reserve(self, n=1):
         """A writable view of all free space (len >= n), or None if less is free."""
-        cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        cdef Py_ssize_t need = self._need_arg(n)
         self._check_usable()
         cdef RingCore core = self._core
         cdef Py_ssize_t space = core._space()
@@ -221,7 +300,7 @@ cdef class WriterEnd(_End):
 
     def commit(self, n):
         """Publish the first n bytes of the reserved view (0 <= n <= reserved)."""
-        cdef Py_ssize_t count = self._size_arg(n, "n", True)
+        cdef Py_ssize_t count = self._amount_arg(n)
         self._check_usable()
         if count > self._reserved:
             raise ValueError(f"commit({count}) is more than the {self._reserved} bytes reserved")
@@ -252,8 +331,13 @@ cdef class WriterEnd(_End):
         self._reserved = 0
         w = aring_load_relaxed_u64(&core._hdr.write_position.value)
         core._copy_in(w, src, n)
+        # A large copy ran without the GIL: the ring or this end may have been
+        # closed meanwhile, and readers may have seen the end of stream.
+        # Nothing is published after that.
         if core._closed:
             raise ClosedResourceError("the ring was closed during the copy")
+        if self._closed:
+            raise ClosedResourceError("the writer was closed during the copy")
         aring_store_release_u64(&core._hdr.write_position.value, w + n)
         core._wake_readers(False)
         return n
@@ -289,7 +373,7 @@ cdef class WriterEnd(_End):
         caller should wait for ``notifier_fd`` to become readable and then
         call ``drain()`` and look again.
         """
-        cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        cdef Py_ssize_t need = self._need_arg(n)
         self._check_usable()
         self._check_notifier()
         cdef RingCore core = self._core
@@ -326,7 +410,7 @@ cdef class ReaderEnd(_End):
             raise RuntimeError(f"all {core._max_readers} reader slots of the ring are taken")
         self._slot = slot
         core._ends.append(self)
-        h.slots[slot].pid = getpid()
+        self._take_over()
         if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
             # The writer is held back by a virtual reader at 0: start there.
             aring_store_release_u64(&h.slots[slot].position, 0)
@@ -336,36 +420,60 @@ cdef class ReaderEnd(_End):
         # Join at the oldest byte still kept for the others (or at the write
         # cursor if there are none); once we are active the writer respects us,
         # and a reservation it made before never reaches past the others.
-        pos = _join_position(h, core._max_readers, slot)
+        pos = _join_position(core, slot)
         while True:
             aring_store_release_u64(&h.slots[slot].position, pos)
             aring_store_seqcst_u32(&h.slots[slot].state, ARING_SLOT_ACTIVE)
             # The writer may have freed bytes behind a reader that moved on
             # before it saw us: if the oldest moved, follow it.
-            again = _join_position(h, core._max_readers, slot)
+            again = _join_position(core, slot)
             if again <= pos:
                 return
             pos = again
 
+    cdef _take_over(self):
+        _record_owner(&self._core._hdr.slots[self._slot].owner)
+
     cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil:
         cdef aring_header *h = self._core._hdr
+        cdef uint64_t readable
         if self._closed or self._core._closed:
             return True
         if aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_WRITER_CLOSED:
             return True
-        return (aring_load_acquire_u64(&h.write_position.value)
-                - aring_load_relaxed_u64(&h.slots[self._slot].position)) >= <uint64_t> need
+        readable = (aring_load_acquire_u64(&h.write_position.value)
+                    - aring_load_relaxed_u64(&h.slots[self._slot].position))
+        # A distance past the capacity is corruption: look, and report it.
+        return readable >= <uint64_t> need
 
     cdef int _notifier_rfd(self) noexcept:
         return self._core._reader_rfd[self._slot]
 
+    cdef bint _foreign_peer(self) noexcept:
+        return self._core._hdr.writer.pid != _my_pid()
+
+    cdef int _check_peers(self) except -1:
+        cdef RingCore core = self._core
+        cdef aring_header *h = core._hdr
+        cdef aring_owner *writer = &h.writer
+        if aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_WRITER_CLOSED:
+            return 0
+        if aring_process_alive(writer.pid, writer.start) == ARING_PROCESS_DEAD:
+            # Every reader now sees the end of the stream, and that it was cut.
+            aring_fetch_or_u32(&h.geometry.flags, ARING_FLAG_WRITER_DIED | ARING_FLAG_WRITER_CLOSED)
+            core._wake_readers(True)
+        return 0
+
     cdef _leave(self):
         # The slot is freed; wake the writer (more space, or nobody left) and
-        # a thread of ours blocked in wait() on this end.
+        # a thread of ours blocked in wait() on this end.  A slot that another
+        # process took over (reattach() in a child) is that process's to free.
         cdef RingCore core = self._core
-        aring_store_seqcst_u32(&core._hdr.slots[self._slot].state, ARING_SLOT_FREE)
+        cdef aring_slot *slot = &core._hdr.slots[self._slot]
         core._ends.remove(self)
-        core._wake_writer(<uint64_t> -1)
+        if slot.owner.pid == _my_pid():
+            aring_store_seqcst_u32(&slot.state, ARING_SLOT_FREE)
+            core._wake_writer(<uint64_t> -1)
         aring_notifier_signal(core._notifier, core._reader_wfd[self._slot])
 
     @property
@@ -374,14 +482,28 @@ cdef class ReaderEnd(_End):
         return self._slot
 
     cdef Py_ssize_t _readable(self, bint *eof) except -1:
-        cdef aring_header *h = self._core._hdr
+        cdef RingCore core = self._core
+        cdef aring_header *h = core._hdr
         # Flags before the cursor: once the writer-closed flag is seen, the
         # cursor read after it holds everything the writer ever committed.
         cdef bint closed = (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_WRITER_CLOSED) != 0
         cdef uint64_t w = aring_load_acquire_u64(&h.write_position.value)
         cdef uint64_t r = aring_load_relaxed_u64(&h.slots[self._slot].position)
+        if w - r > core._cap:
+            raise core._corrupt(
+                f"reader slot {self._slot} is at position {r}, the write position at {w}, "
+                f"more than the capacity ({core._cap}) apart"
+            )
         eof[0] = closed
         return <Py_ssize_t> (w - r)
+
+    cdef object _end_of_stream(self):
+        if aring_load_acquire_u32(&self._core._hdr.geometry.flags) & ARING_FLAG_WRITER_DIED:
+            return BrokenResourceError(
+                "the writer's process died without closing the ring: the stream may be "
+                "incomplete (everything it committed was read)"
+            )
+        return EndOfStream()
 
     def readable(self):
         """Bytes readable right now."""
@@ -401,11 +523,12 @@ cdef class ReaderEnd(_End):
         ``limit`` caps the view's length (a parser that wants exactly n bytes).
         EndOfStream when the writer closed and nothing is left.
         """
-        cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        cdef Py_ssize_t need = self._need_arg(n)
         cdef Py_ssize_t cap = -1
         cdef bint eof
         if limit is not None:
             cap = _as_size(limit, "limit")
+            cap -= cap % self._core._item
         self._check_usable()
         cdef Py_ssize_t avail = self._readable(&eof)
         if 0 <= cap < avail:
@@ -414,7 +537,7 @@ cdef class ReaderEnd(_End):
             if not eof:
                 return None
             if avail == 0:
-                raise EndOfStream
+                raise self._end_of_stream()
         cdef RingCore core = self._core
         cdef Py_ssize_t off = <Py_ssize_t> (
             aring_load_relaxed_u64(&core._hdr.slots[self._slot].position) % core._cap
@@ -426,7 +549,7 @@ cdef class ReaderEnd(_End):
 
     def consume(self, n):
         """Release the first n readable bytes (0 <= n <= readable)."""
-        cdef Py_ssize_t count = self._size_arg(n, "n", True)
+        cdef Py_ssize_t count = self._amount_arg(n)
         cdef bint eof
         self._check_usable()
         cdef Py_ssize_t avail = self._readable(&eof)
@@ -446,16 +569,14 @@ cdef class ReaderEnd(_End):
 
     def try_read(self, max_bytes=65536):
         """Up to max_bytes as bytes; None when empty; EndOfStream at EOF."""
-        cdef Py_ssize_t limit = _as_size(max_bytes, "max_bytes")
+        cdef Py_ssize_t limit = _as_positive_size(max_bytes, "max_bytes")
         cdef bint eof
         cdef unsigned long token
-        if limit < 1:
-            raise ValueError(f"max_bytes must be >= 1, got {limit}")
         self._check_usable()
         cdef Py_ssize_t avail = self._readable(&eof)
         if avail == 0:
             if eof:
-                raise EndOfStream
+                raise self._end_of_stream()
             return None
         if avail > limit:
             avail = limit - limit % self._core._item
@@ -491,7 +612,7 @@ cdef class ReaderEnd(_End):
             avail = self._readable(&eof)
             if avail == 0:
                 if eof:
-                    raise EndOfStream
+                    raise self._end_of_stream()
                 return None
             if avail > view.len:
                 avail = view.len - view.len % core._item
@@ -518,7 +639,7 @@ cdef class ReaderEnd(_End):
         False: no need to wait.  True: wait for ``notifier_fd``, then
         ``drain()`` and look again.
         """
-        cdef Py_ssize_t need = self._size_arg(n, "n", False)
+        cdef Py_ssize_t need = self._need_arg(n)
         cdef bint eof
         self._check_usable()
         self._check_notifier()

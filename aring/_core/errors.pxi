@@ -1,18 +1,23 @@
 # Errors of the native layer, and the argument checks every other part uses.
 
 class MappingError(OSError):
-    """A step of creating a mapping or notifier failed.
+    """A step of creating a mapping or notifier failed, or was refused.
 
     ``errno`` is the OS error code; ``step`` names the call that failed
-    (``"memfd_create"``, ``"mmap(second view)"``, ``"posix_fallocate"``...).
+    (``"memfd_create"``, ``"mmap(second view)"``, ``"posix_fallocate"``...),
+    or, as ``"call: reason"``, why aring refused to go on (a symbolic link
+    or someone else's file at ``path``...).
     """
 
     step: str
 
     def __init__(self, err: int, step: str) -> None:
         name = _errno.errorcode.get(err, str(err))
-        message = f"{step} failed: {_os.strerror(err)} ({name})"
-        hint = _HINTS.get(err)
+        if ": " in step:
+            message = f"{step} ({name})"
+        else:
+            message = f"{step} failed: {_os.strerror(err)} ({name})"
+        hint = _STEP_HINTS.get(step) or _HINTS.get(err)
         if hint:
             message += f"; {hint}"
         super().__init__(err, message)
@@ -28,8 +33,22 @@ _HINTS = {
     _errno.EMFILE: "the process has too many open files (raise `ulimit -n` or close rings)",
     _errno.ENFILE: "the system has too many open files",
     _errno.ENOSPC: "no space left on the device that holds the ring's file",
-    _errno.EEXIST: "pass a new or empty file; attaching to an existing ring is not supported yet",
+    _errno.EEXIST: (
+        "pass a path where no file exists; opening an existing ring file is not supported yet"
+    ),
 }
+# More precise advice for a step whose errno alone says too little.
+_STEP_HINTS = {
+    "posix_fallocate(/dev/shm)": (
+        "the shared-memory filesystem (/dev/shm) is too small or full: free space there, "
+        "enlarge it (docker run --shm-size=...), or use strategy='memfd'"
+    ),
+}
+
+# The largest ring: 1 TiB (twice that of address space for the double
+# mapping).  Beyond it a request is a mistake, most often an item size that
+# shares no factor with the page size, so that rounding multiplies the two.
+MAX_CAPACITY = 1 << 40
 
 
 cdef inline object _mapping_error(aring_error *e):
@@ -58,6 +77,45 @@ cdef Py_ssize_t _as_size(object value, str what) except -1:
     if value > (1 << 62):
         raise ValueError(f"{what} is too large: {value}")
     return value
+
+
+cdef Py_ssize_t _as_positive_size(object value, str what) except -1:
+    """An int >= 1, or TypeError/ValueError naming ``what``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+        raise ValueError(f"{what} must be >= 1, got {value}")
+    cdef Py_ssize_t n = _as_size(value, what)
+    if n < 1:
+        raise ValueError(f"{what} must be >= 1, got {n}")
+    return n
+
+
+cdef int _check_capacity(Py_ssize_t rounded, Py_ssize_t requested, str what) except -1:
+    """ValueError when ``requested`` rounds up to more than MAX_CAPACITY."""
+    if rounded > MAX_CAPACITY:
+        raise ValueError(
+            f"{what} {requested} rounds up to {rounded} bytes (a multiple of the page size "
+            f"and of the item size), more than the largest ring ({MAX_CAPACITY} bytes); "
+            "use an item size that divides the page size or is a multiple of it"
+        )
+    return 0
+
+
+cdef double _as_timeout(object timeout) except? -2.0:
+    """``None`` -> -1 (forever), else seconds >= 0: TypeError/ValueError otherwise."""
+    if timeout is None:
+        return -1.0
+    if isinstance(timeout, bool) or not isinstance(timeout, _numbers.Real):
+        raise TypeError(f"timeout must be None or a number of seconds, not {type(timeout).__name__}")
+    cdef double seconds = timeout
+    if seconds != seconds or seconds < 0:
+        raise ValueError(f"timeout must be None or >= 0, got {timeout!r}")
+    return seconds
+
+
+def _check_timeout(timeout):
+    """``timeout`` as the blocking calls take it (None or seconds >= 0), checked up front."""
+    _as_timeout(timeout)
+    return timeout
 
 
 cdef int _get_buffer(object obj, Py_buffer *view, bint writable, str what) except -1:

@@ -37,6 +37,46 @@ cdef tuple _probe_mapping():
     return "copy", reasons
 
 
+def _check_ring_file(fd, path):
+    """MappingError unless ``fd`` (opened without following links) is a regular
+    file of this user that nobody else may read or write."""
+    st = _os.fstat(fd)
+    where = _os.fsdecode(path)
+    if not _stat.S_ISREG(st.st_mode):
+        raise MappingError(_errno.EINVAL, f"open: {where!r} is not a regular file")
+    if st.st_uid != _os.geteuid():
+        raise MappingError(
+            _errno.EPERM,
+            f"open: {where!r} belongs to uid {st.st_uid}, not to this user (uid {_os.geteuid()})",
+        )
+    if st.st_mode & 0o077:
+        raise MappingError(
+            _errno.EPERM,
+            f"open: others may read or write {where!r} (mode {st.st_mode & 0o777:04o}); "
+            "a ring file must be 0600",
+        )
+
+
+cdef int _refuse_existing(bytes path) except -1:
+    """MappingError naming what is at ``path`` already (a ring file is never opened in place yet)."""
+    try:
+        fd = _os.open(path, _os.O_RDONLY | _os.O_NOFOLLOW | _os.O_NONBLOCK | _os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        if exc.errno == _errno.ELOOP:
+            raise MappingError(
+                _errno.ELOOP,
+                f"open: {_os.fsdecode(path)!r} is a symbolic link; aring does not follow links",
+            ) from None
+        return 0   # the creation below reports it (no such directory, no permission...)
+    try:
+        _check_ring_file(fd, path)
+    finally:
+        _os.close(fd)
+    raise MappingError(_errno.EEXIST, f"open: a file already exists at {_os.fsdecode(path)!r}")
+
+
 cdef class DoubleMappedBuffer:
     """``size`` bytes of memory mapped twice, back to back.
 
@@ -47,18 +87,22 @@ cdef class DoubleMappedBuffer:
 
     ``header`` bytes (page-rounded) are mapped once before the window; the ring
     keeps its control header there so other processes see it.
+
+    ``path`` names a new file to keep the memory in (``strategy="file"``).  It
+    is created owner-only (0600) and appears at ``path`` only once complete
+    (with ``publish=False``, only once ``publish()`` is called, so the caller
+    can initialise it first); nothing existing at ``path`` is ever opened,
+    followed or replaced.
     """
 
-    def __cinit__(self, size, *, strategy="auto", path=None, header=0):
+    def __cinit__(self, size, *, strategy="auto", path=None, header=0, bint publish=True):
         self._fd = -1
         self._base = NULL
         self._closed = True
         self._fallback_reason = ""
         cdef Py_ssize_t page = aring_page_size()
-        cdef Py_ssize_t n = _as_size(size, "size")
+        cdef Py_ssize_t n = _as_positive_size(size, "size")
         cdef Py_ssize_t hdr = _as_size(header, "header")
-        if n < 1:
-            raise ValueError(f"size must be >= 1, got {n}")
         if not isinstance(strategy, str):
             raise TypeError(f"strategy must be a str, not {type(strategy).__name__}")
         if strategy != "auto" and strategy not in _STRATEGY_CODES:
@@ -71,7 +115,12 @@ cdef class DoubleMappedBuffer:
             elif strategy != "file":
                 raise ValueError(f"path= needs strategy='file' (or 'auto'), not {strategy!r}")
             path = _os.fsencode(path)
+            if b"\0" in path:
+                raise ValueError("path must not contain a NUL byte")
+            if not path:
+                raise ValueError("path must not be empty")
         self._size = _round_up(n, page)
+        _check_capacity(self._size, n, "size")
         self._header = _round_up(hdr, page)
         self._total = self._header + 2 * self._size
         if strategy == "auto":
@@ -89,6 +138,8 @@ cdef class DoubleMappedBuffer:
         else:
             self._map(_STRATEGY_CODES[strategy], path)
         self._closed = False
+        if publish:
+            self.publish()
 
     cdef _map(self, int code, bytes path):
         cdef aring_error e
@@ -96,7 +147,7 @@ cdef class DoubleMappedBuffer:
         cdef int rc
         cdef char *base = NULL
         cdef size_t file_size = self._header + self._size
-        cdef bytes where
+        cdef char tmpname[4096]
         if code == ARING_STRATEGY_COPY:
             if aring_map_copy(self._total, &base, &e) < 0:
                 raise _mapping_error(&e)
@@ -105,21 +156,54 @@ cdef class DoubleMappedBuffer:
                 rc = aring_create_memfd(file_size, &fd, &e)
             elif code == ARING_STRATEGY_SHM:
                 rc = aring_create_shm(file_size, &fd, &e)
+            elif path is None:
+                rc = aring_create_temp_file(_os.fsencode(_tempfile.gettempdir()), file_size, &fd, &e)
             else:
-                where = path if path is not None else _os.fsencode(_tempfile.gettempdir())
-                rc = aring_open_file(where, path is None, file_size, &fd, &e)
+                _refuse_existing(path)
+                rc = aring_create_unnamed(
+                    _os.path.dirname(path) or b".", file_size, &fd, tmpname, sizeof(tmpname), &e
+                )
+                if rc == 0:
+                    self._path = path
+                    self._tmpname = tmpname
             if rc < 0:
                 raise _mapping_error(&e)
             if aring_map_double(fd, self._header, self._size, &base, &e) < 0:
                 aring_close_fd(fd)
+                self._discard_unpublished()
                 raise _mapping_error(&e)
         self._fd = fd
         self._base = base
         self._data = base + self._header
         self._strategy = code
 
+    def publish(self):
+        """Give a new ``path=`` file its name (done at creation unless ``publish=False``).
+
+        ``MappingError`` (EEXIST) if a file appeared at the path meanwhile: of
+        several processes creating the same path, exactly one wins.  A no-op
+        without ``path`` or once published.
+        """
+        cdef aring_error e
+        if self._path is None:
+            return
+        if self._closed:
+            raise ValueError("the DoubleMappedBuffer is closed")
+        path, self._path = self._path, None
+        tmpname, self._tmpname = self._tmpname or b"", None
+        if aring_publish_file(self._fd, tmpname, path, &e) < 0:
+            raise _mapping_error(&e)
+
+    cdef void _discard_unpublished(self) noexcept:
+        # A file that never got its name leaves nothing behind.
+        self._path = None
+        if self._tmpname:
+            unlink(self._tmpname)
+        self._tmpname = None
+
     def __dealloc__(self):
         # Reached only when no view holds us (a view keeps its exporter alive).
+        self._discard_unpublished()
         if self._base != NULL:
             aring_unmap(self._base, self._total)
             self._base = NULL
@@ -207,15 +291,21 @@ cdef class DoubleMappedBuffer:
         self._mirror(off, count)
 
     def close(self):
-        """Unmap.  BufferError while views are alive (as ``mmap`` does)."""
+        """Unmap.  BufferError while views are alive (as ``mmap`` does), or
+        while a ring uses the buffer (close the ring instead)."""
         if self._closed:
             return
+        if self._owner is not None:
+            raise BufferError(
+                f"this buffer belongs to {self._owner}; close the ring instead (ring.close())"
+            )
         if self._exports:
             raise BufferError(
                 f"cannot close: {self._exports} exported view(s) of the buffer are alive; "
                 "release them first"
             )
         self._closed = True
+        self._discard_unpublished()
         aring_unmap(self._base, self._total)
         self._base = NULL
         self._data = NULL

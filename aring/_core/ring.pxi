@@ -37,27 +37,63 @@ def _probe_platform():
 # A distance of 2**63 or more between two cursors means the second is ahead.
 cdef uint64_t _AHEAD = (<uint64_t> 1) << 63
 
+# How often a side waiting on another process checks that it still lives.
+PEER_CHECK_INTERVAL = 0.25
 
-cdef inline bint _scan_readers(aring_header *h, uint32_t max_readers, int skip, uint64_t w,
-                               uint64_t *lag) noexcept nogil:
+# This process as the header records the ends it holds: pid and start time,
+# read again in a child of fork() (includes/process.h says why both).
+cdef unsigned long _identity_generation = <unsigned long> -1
+cdef uint32_t _identity_pid = 0
+cdef uint64_t _identity_start = 0
+
+
+cdef inline uint32_t _my_pid() noexcept:
+    global _identity_generation, _identity_pid, _identity_start
+    if _identity_generation != aring_fork_generation():
+        _identity_pid = <uint32_t> getpid()
+        _identity_start = aring_self_start()
+        _identity_generation = aring_fork_generation()
+    return _identity_pid
+
+
+cdef inline void _record_owner(aring_owner *owner) noexcept:
+    owner.pid = _my_pid()
+    owner.start = _identity_start
+
+
+cdef inline int _scan_readers(aring_header *h, uint32_t max_readers, int skip, uint64_t w,
+                              uint64_t cap, bint writer_view, uint64_t *lag) noexcept nogil:
     """The largest ``w - position`` over the active reader slots but ``skip``.
 
-    Stored in ``lag``; returns whether any slot was active.  The writer's free
-    space is ``capacity - lag``, and a joining reader starts at ``w - lag``.
+    Stored in ``lag``; returns how many slots are active, or ``-1 - slot`` for
+    a slot that cannot be right (the header is shared memory: untrusted).  The
+    writer's free space is ``capacity - lag``, and a joining reader starts at
+    ``w - lag``.  Cursors are compared modulo 2**64.  With ``writer_view``,
+    ``w`` is the writer's own cursor, so no reader may be ahead of it; a
+    joining reader's ``w`` may be stale, and a reader ahead of it moved on
+    since and holds nothing back.
     """
     cdef uint64_t distance
-    cdef uint32_t i
-    cdef bint any_active = False
+    cdef uint32_t i, state
+    cdef int active = 0
     lag[0] = 0
     for i in range(max_readers):
-        if <int> i != skip and aring_load_acquire_u32(&h.slots[i].state) == ARING_SLOT_ACTIVE:
-            any_active = True
-            # Modular: a reader seen ahead of ``w`` (moved on since ``w`` was
-            # read) shows as a huge distance and holds nothing back.
-            distance = w - aring_load_acquire_u64(&h.slots[i].position)
-            if distance > lag[0] and distance < _AHEAD:
-                lag[0] = distance
-    return any_active
+        if <int> i == skip:
+            continue
+        state = aring_load_acquire_u32(&h.slots[i].state)
+        if state != ARING_SLOT_ACTIVE:
+            if state > ARING_SLOT_ACTIVE:
+                return -1 - <int> i
+            continue
+        active += 1
+        distance = w - aring_load_acquire_u64(&h.slots[i].position)
+        if distance > cap:
+            if distance < _AHEAD or writer_view:
+                return -1 - <int> i
+            continue
+        if distance > lag[0]:
+            lag[0] = distance
+    return active
 
 
 cdef class RingCore:
@@ -76,17 +112,16 @@ cdef class RingCore:
         for i in range(ARING_MAX_READERS):
             self._reader_rfd[i] = self._reader_wfd[i] = -1
         self._closed = True
-        cdef Py_ssize_t cap = _as_size(capacity, "capacity")
-        cdef Py_ssize_t nreaders = _as_size(readers, "readers")
-        cdef Py_ssize_t item = _as_size(item_size, "item_size")
-        if cap < 1:
-            raise ValueError(f"capacity must be >= 1, got {cap}")
+        cdef Py_ssize_t requested = _as_positive_size(capacity, "capacity")
+        cdef Py_ssize_t nreaders = (
+            _as_size(readers, "readers") if not isinstance(readers, int) or readers >= 0 else -1
+        )
+        cdef Py_ssize_t item = _as_positive_size(item_size, "item_size")
+        cdef Py_ssize_t cap
         if not 1 <= nreaders <= ARING_MAX_READERS:
-            raise ValueError(f"readers must be between 1 and {ARING_MAX_READERS}, got {nreaders}")
-        if item < 1:
-            raise ValueError(f"item_size must be >= 1, got {item}")
+            raise ValueError(f"readers must be between 1 and {ARING_MAX_READERS}, got {readers}")
         if item > (1 << 30):
-            raise ValueError(f"item_size is too large: {item}")
+            raise ValueError(f"item_size must be <= {1 << 30}, got {item}")
         if not isinstance(notifier, str):
             raise TypeError(f"notifier must be a str, not {type(notifier).__name__}")
         if notifier == "auto":
@@ -97,10 +132,14 @@ cdef class RingCore:
             )
         cdef Py_ssize_t page = aring_page_size()
         cdef Py_ssize_t unit = page // _gcd(page, item) * item
-        cap = _round_up(cap, unit)
+        cap = _round_up(requested, unit)
+        _check_capacity(cap, requested, "capacity")
+        # The file of a path= ring gets its name only once the header below is
+        # written: another process never sees it half made.
         self._buffer = DoubleMappedBuffer(
-            cap, strategy=strategy, path=path, header=aring_header_bytes(nreaders)
+            cap, strategy=strategy, path=path, header=aring_header_bytes(nreaders), publish=False
         )
+        self._buffer._owner = "a Ring"
         self._hdr = <aring_header *> self._buffer._base
         self._data = self._buffer._data
         self._cap = cap
@@ -120,6 +159,7 @@ cdef class RingCore:
                         raise _mapping_error(&e)
         except BaseException:
             self._close_fds()
+            self._buffer._owner = None
             self._buffer.close()
             raise
         g = &self._hdr.geometry
@@ -131,7 +171,14 @@ cdef class RingCore:
         g.item_size = item
         g.max_readers = nreaders
         g.strategy = self._buffer._strategy
-        g.writer_pid = getpid()
+        _record_owner(&self._hdr.writer)
+        try:
+            self._buffer.publish()
+        except BaseException:
+            self._close_fds()
+            self._buffer._owner = None
+            self._buffer.close()
+            raise
         self._closed = False
 
     def __dealloc__(self):
@@ -171,9 +218,52 @@ cdef class RingCore:
             # No reader yet: hold the writer back as if one sat at position 0,
             # so the first reader sees everything.
             return <Py_ssize_t> (self._cap - w)
-        if not _scan_readers(h, self._max_readers, -1, w, &lag):
+        cdef int active = _scan_readers(h, self._max_readers, -1, w, self._cap, True, &lag)
+        if active < 0:
+            raise self._corrupt_slot(-1 - active, w)
+        if active == 0:
             raise BrokenResourceError("every reader of the ring has closed")
         return <Py_ssize_t> (self._cap - lag)
+
+    cdef object _corrupt(self, str what):
+        return BrokenResourceError(
+            f"the ring's control header is corrupt: {what} (another process wrote to the "
+            "ring's memory, or its file was changed); the ring cannot be used"
+        )
+
+    cdef object _corrupt_slot(self, int slot, uint64_t w):
+        cdef aring_slot *s = &self._hdr.slots[slot]
+        return self._corrupt(
+            f"reader slot {slot} is in state {aring_load_acquire_u32(&s.state)} at position "
+            f"{aring_load_acquire_u64(&s.position)}, with the write position at {w} and a "
+            f"capacity of {self._cap}"
+        )
+
+    cdef int _reap_dead_readers(self) except -1:
+        """Free the slots of readers whose process died without closing; how many."""
+        cdef aring_header *h = self._hdr
+        cdef aring_slot *s
+        cdef uint32_t i
+        cdef int reaped = 0
+        for i in range(self._max_readers):
+            s = &h.slots[i]
+            if (aring_load_acquire_u32(&s.state) != ARING_SLOT_ACTIVE
+                    or s.owner.pid == _my_pid()):
+                continue
+            if aring_process_alive(s.owner.pid, s.owner.start) == ARING_PROCESS_DEAD:
+                if aring_cas_u32(&s.state, ARING_SLOT_ACTIVE, ARING_SLOT_FREE):
+                    aring_fetch_and_u64(&h.readers_waiting.value, ~((<uint64_t> 1) << i))
+                    aring_fetch_add_u64(&h.dead_readers.value, 1)
+                    reaped += 1
+        return reaped
+
+    cdef bint _foreign_readers(self) noexcept:
+        cdef uint32_t i
+        for i in range(self._max_readers):
+            if (aring_load_acquire_u32(&self._hdr.slots[i].state) == ARING_SLOT_ACTIVE
+                    and self._hdr.slots[i].owner.pid != _my_pid()):
+                return True
+        return False
 
     cdef void _wake_readers(self, bint everyone) noexcept:
         """After publishing: wake each sleeping reader whose wanted position is reached."""
@@ -183,7 +273,7 @@ cdef class RingCore:
         # Pairs with the seq_cst fetch_or of a reader setting its bit: either
         # it sees our new cursor on its re-check, or we see its bit here.
         aring_fence_seqcst()
-        mask = aring_load_relaxed_u64(&h.readers_waiting.value)
+        mask = aring_load_relaxed_u64(&h.readers_waiting.value) & aring_slot_mask(self._max_readers)
         if mask == 0:
             return
         w = aring_load_relaxed_u64(&h.write_position.value)
@@ -240,6 +330,29 @@ cdef class RingCore:
             aring_notifier_signal(self._notifier, self._reader_wfd[i])
         aring_notifier_signal(self._notifier, self._writer_wfd)
 
+    def _layout(self):
+        """Byte offsets of the control header's fields in the mapping (tests and tools).
+
+        The header is shared memory another process may write: tests corrupt
+        it through these offsets to check that the ring refuses, not crashes.
+        """
+        self._check_open()
+        cdef char *base = <char *> self._hdr
+        cdef aring_slot *first = &self._hdr.slots[0]
+        return {
+            "flags": <char *> &self._hdr.geometry.flags - base,
+            "write_position": <char *> &self._hdr.write_position.value - base,
+            "writer_waiting": <char *> &self._hdr.writer_waiting.flag - base,
+            "readers_waiting": <char *> &self._hdr.readers_waiting.value - base,
+            "writer_pid": <char *> &self._hdr.writer.pid - base,
+            "slots": <char *> first - base,
+            "slot_size": <char *> &self._hdr.slots[1] - <char *> first,
+            "slot_state": <char *> &first.state - <char *> first,
+            "slot_position": <char *> &first.position - <char *> first,
+            "slot_pid": <char *> &first.owner.pid - <char *> first,
+            "data": self._buffer._header,
+        }
+
     # ------------------------------------------------------------ public
     @property
     def capacity(self):
@@ -273,8 +386,14 @@ cdef class RingCore:
         return aring_load_relaxed_u64(&self._hdr.notifier_writes.value)
 
     @property
+    def dead_readers(self):
+        """Reader slots this ring freed because their process died without closing them."""
+        self._check_open()
+        return aring_load_relaxed_u64(&self._hdr.dead_readers.value)
+
+    @property
     def buffer(self):
-        """The ring's DoubleMappedBuffer."""
+        """The ring's DoubleMappedBuffer (closing it is the ring's job: ``ring.close()``)."""
         return self._buffer
 
     def close(self):
@@ -282,9 +401,11 @@ cdef class RingCore:
 
         Views from reserve()/peek() are released first; BufferError (and
         nothing closed) if views of the ring are still alive after that (a
-        slice of one, or an export such as a NumPy array).  Threads blocked on
-        the ring wake with ClosedResourceError; a copy running without the GIL
-        in another thread is waited out before the memory is unmapped.
+        slice of one, or an export such as a NumPy array).  From then on the
+        ring refuses new ends and calls (ClosedResourceError), also in other
+        threads; threads blocked on the ring wake with ClosedResourceError; a
+        copy running without the GIL in another thread is waited out before
+        the memory is unmapped.
         """
         cdef _End end
         if self._closed:
@@ -300,9 +421,13 @@ cdef class RingCore:
                 f"cannot close the ring: {self._buffer._exports} view(s) of its memory are "
                 "alive (slices of reserve()/peek() views or exports from them); release them first"
             )
-        for end in list(self._ends):
-            end.close()
         self._closed = True
+        failure = None
+        for end in list(self._ends):
+            try:
+                end.close()  # the ends still tell other processes (EOF, slot freed)
+            except BaseException as exc:  # one end's error must not leave the ring mapped
+                failure = failure or exc
         self._signal_all()
         if self._generation == aring_fork_generation():
             # In a child of fork() the threads that counted are gone.
@@ -310,7 +435,12 @@ cdef class RingCore:
                 with nogil:
                     usleep(50)
         self._close_fds()
+        self._buffer._owner = None
         self._buffer.close()
+        self._hdr = NULL
+        self._data = NULL
+        if failure is not None:
+            raise failure
 
     def __enter__(self):
         return self

@@ -56,31 +56,38 @@ cdef int _poll(RingCore core, int fd, double timeout) except -1:
     return 1 if rc > 0 else 0
 
 
-cdef object _wait(_End end, Py_ssize_t need, object timeout):
-    """The blocking wait of either end: arm, poll without the GIL, drain, again."""
-    cdef double limit = -1.0
+cdef object _wait(_End end, Py_ssize_t need, double timeout):
+    """The blocking wait of either end: arm, poll without the GIL, drain, again.
+
+    ``timeout`` < 0 waits forever.  While the other side lives in another
+    process, each poll is cut to PEER_CHECK_INTERVAL and the end looks for a
+    peer that died without closing in between: it cannot wake us any more.
+    """
     cdef double deadline = 0.0
-    cdef double left = -1.0
+    cdef double left = timeout
+    cdef double slice_
     cdef RingCore core = end._core
     cdef unsigned long token
     cdef int fd
-    if timeout is not None:
-        limit = float(timeout)
-        if limit != limit or limit < 0:
-            raise ValueError(f"timeout must be None or >= 0, got {timeout!r}")
-        deadline = _time.monotonic() + limit
+    if timeout >= 0:
+        deadline = _time.monotonic() + timeout
     token = end._acquire()
     try:
         if end._spin_ns and not end._ready_nogil(need):
             _spin(end, need)
         while end.arm(need):
-            if timeout is not None:
+            if timeout >= 0:
                 left = deadline - _time.monotonic()
                 if left <= 0:
                     return False
+            slice_ = left
+            if end._foreign_peer() and (slice_ < 0 or slice_ > PEER_CHECK_INTERVAL):
+                slice_ = PEER_CHECK_INTERVAL
             fd = end._notifier_rfd()
-            if _poll(core, fd, left):
+            if _poll(core, fd, slice_):
                 aring_notifier_drain(core._notifier, fd)
+            elif slice_ != left:
+                end._check_peers()
         return True
     finally:
         end._release(token)

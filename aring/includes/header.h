@@ -12,11 +12,12 @@
 
 #define ARING_LINE 64
 #define ARING_MAGIC 0x31474e4952415f41ULL /* "A_ARING1" little-endian */
-#define ARING_LAYOUT_VERSION 1u
+#define ARING_LAYOUT_VERSION 2u
 #define ARING_MAX_READERS 64
 
 /* header flags, changed with fetch_or */
 #define ARING_FLAG_WRITER_CLOSED 1u
+#define ARING_FLAG_WRITER_DIED 2u      /* set with WRITER_CLOSED: its process died first */
 #define ARING_FLAG_READER_ATTACHED 4u
 
 /* reader slot states */
@@ -34,9 +35,17 @@ typedef struct {
     uint32_t max_readers;
     uint32_t strategy;
     uint32_t flags;        /* ARING_FLAG_* */
-    uint32_t writer_pid;
+    uint32_t _pad0;
     char _pad[ARING_LINE - 48];
 } aring_geometry;
+
+/* Who holds an end: enough to tell, from another process, that it died.  The
+ * start time tells a reused pid from the process that held the end. */
+typedef struct {
+    uint32_t pid;
+    uint32_t _pad0;
+    uint64_t start;        /* the process's start time (clock ticks since boot), 0 if unknown */
+} aring_owner;
 
 typedef struct { uint64_t value; char _pad[ARING_LINE - 8]; } aring_line_u64;
 
@@ -51,10 +60,11 @@ typedef struct {
 
 typedef struct {
     uint32_t state;        /* ARING_SLOT_* */
-    uint32_t pid;
+    uint32_t _pad0;
     uint64_t position;     /* read position; only grows */
     uint64_t wake_at;      /* while sleeping: the write position wanted */
-    char _pad[ARING_LINE - 24];
+    aring_owner owner;
+    char _pad[ARING_LINE - 40];
 } aring_slot;
 
 typedef struct {
@@ -63,8 +73,18 @@ typedef struct {
     aring_waiter writer_waiting;      /* line 2: writer sleeps for space */
     aring_line_u64 readers_waiting;   /* line 3: bit i = reader slot i sleeps for data */
     aring_line_u64 notifier_writes;   /* line 4: wakeups actually sent (stats) */
-    aring_slot slots[];               /* lines 5..: one per reader slot */
+    aring_line_u64 dead_readers;      /* line 5: slots freed because their process died */
+    aring_owner writer;               /* line 6: the writer end's process */
+    char _pad6[ARING_LINE - sizeof(aring_owner)];
+    aring_slot slots[];               /* lines 7..: one per reader slot */
 } aring_header;
+
+/* Everything is read back as untrusted input: a reader's distance from the
+ * write cursor must be within the capacity, and only slot bits below
+ * max_readers may be set in readers_waiting. */
+static inline uint64_t aring_slot_mask(uint32_t max_readers) {
+    return max_readers >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << max_readers) - 1);
+}
 
 static inline size_t aring_header_bytes(size_t max_readers) {
     return sizeof(aring_header) + max_readers * sizeof(aring_slot);

@@ -42,8 +42,26 @@ static long aring_page_size(void) { return sysconf(_SC_PAGESIZE); }
 static long aring_allocation_granularity(void) { return sysconf(_SC_PAGESIZE); }
 static int aring_close_fd(int fd) { return fd >= 0 ? close(fd) : 0; }
 
+static void aring_set_cloexec(int fd) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
 static int aring_size_fd(int fd, size_t size, aring_error *e) {
     if (ftruncate(fd, (off_t)size) < 0) return aring_fail(e, "ftruncate");
+    return 0;
+}
+
+/* Reserve the blocks of a file or tmpfs object now, so that a full disk or a
+ * small /dev/shm fails here with ENOSPC, not as SIGBUS on a page fault inside
+ * a copy later.  Where the filesystem cannot reserve, the size is still set. */
+static int aring_reserve_fd(int fd, size_t size, const char *step, aring_error *e) {
+    int rc = posix_fallocate(fd, 0, (off_t)size);
+    if (rc == EOPNOTSUPP || rc == EINVAL || rc == ENOSYS) rc = ftruncate(fd, (off_t)size) < 0 ? errno : 0;
+    if (rc != 0) { errno = rc; return aring_fail(e, step); }
+    struct stat st;
+    if (fstat(fd, &st) < 0) return aring_fail(e, "fstat(size check)");
+    if ((size_t)st.st_size != size) { errno = EIO; return aring_fail(e, "fstat(size check)"); }
     return 0;
 }
 
@@ -76,55 +94,83 @@ static int aring_create_shm(size_t size, int *out, aring_error *e) {
         if (fd >= 0 || errno != EEXIST) break;
     }
     if (fd < 0) return aring_fail(e, "shm_open");
-    /* ftruncate before unlink: macOS refuses to size an unlinked object. */
-    if (aring_size_fd(fd, size, e) < 0) { int s = errno; shm_unlink(name); close(fd); errno = s; return -1; }
+    /* Size before unlink: macOS refuses to size an unlinked object.  The
+     * pages are reserved: /dev/shm is often small (64 MiB under Docker). */
+    if (aring_reserve_fd(fd, size, "posix_fallocate(/dev/shm)", e) < 0) {
+        int s = errno; shm_unlink(name); close(fd); errno = s; return -1;
+    }
     if (shm_unlink(name) < 0) { aring_fail(e, "shm_unlink"); close(fd); return -1; }
-    int flags = fcntl(fd, F_GETFD);
-    if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    aring_set_cloexec(fd);
     *out = fd;
     return 0;
 }
 
-/* A regular file: `path` is a directory when tmp != 0 (an unlinked scratch
- * file is made in it), else the ring's file, which must be new or empty. */
-static int aring_open_file(const char *path, int tmp, size_t size, int *out, aring_error *e) {
+/* A new file in directory `dir`, reserved to `size`: unnamed (O_TMPFILE)
+ * where the filesystem can, else under a random name returned in `tmpname`
+ * (empty when unnamed), which the caller links or unlinks. */
+static int aring_create_unnamed(const char *dir, size_t size, int *out, char *tmpname,
+                                size_t tmpname_size, aring_error *e) {
     int fd = -1;
-    struct stat st;
-    if (tmp) {
+    tmpname[0] = '\0';
 #if defined(O_TMPFILE)
-        fd = open(path, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
-            return aring_fail(e, "open(O_TMPFILE)");
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
+        return aring_fail(e, "open(O_TMPFILE)");
 #endif
-        if (fd < 0) {
-            char tmpl[4096];
-            if (snprintf(tmpl, sizeof tmpl, "%s/aring-XXXXXX", path) >= (int)sizeof tmpl) {
-                errno = ENAMETOOLONG; return aring_fail(e, "mkstemp");
-            }
-            fd = mkstemp(tmpl);
-            if (fd < 0) return aring_fail(e, "mkstemp");
-            unlink(tmpl);
-            int flags = fcntl(fd, F_GETFD);
-            if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    if (fd < 0) {
+        if (snprintf(tmpname, tmpname_size, "%s/.aring-XXXXXX", dir) >= (int)tmpname_size) {
+            tmpname[0] = '\0';
+            errno = ENAMETOOLONG; return aring_fail(e, "mkstemp");
         }
-    } else {
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0) return aring_fail(e, "open");
+        fd = mkstemp(tmpname);
+        if (fd < 0) { tmpname[0] = '\0'; return aring_fail(e, "mkstemp"); }
+        aring_set_cloexec(fd);
     }
-    if (fstat(fd, &st) < 0) { aring_fail(e, "fstat"); close(fd); return -1; }
-    if (!S_ISREG(st.st_mode)) { close(fd); errno = EINVAL; return aring_fail(e, "fstat(not a regular file)"); }
-    if (st.st_size != 0) { close(fd); errno = EEXIST; return aring_fail(e, "fstat(file already holds data)"); }
-    /* Reserve the blocks now so a full disk fails here, not as SIGBUS on a
-     * page fault inside a copy later. */
-    int rc = posix_fallocate(fd, 0, (off_t)size);
-    if (rc == EOPNOTSUPP || rc == EINVAL) rc = ftruncate(fd, (off_t)size) < 0 ? errno : 0;
-    if (rc != 0) { close(fd); errno = rc; return aring_fail(e, "posix_fallocate"); }
-    if (fstat(fd, &st) < 0 || (size_t)st.st_size != size) {
-        if (errno == 0) errno = EIO;
-        aring_fail(e, "fstat(size check)"); close(fd); return -1;
+    if (aring_reserve_fd(fd, size, "posix_fallocate", e) < 0) {
+        int s = errno;
+        close(fd);
+        if (tmpname[0]) unlink(tmpname);
+        tmpname[0] = '\0';
+        errno = s;
+        return -1;
     }
     *out = fd;
     return 0;
+}
+
+/* A scratch file in `dir` that no other process can open by name. */
+static int aring_create_temp_file(const char *dir, size_t size, int *out, aring_error *e) {
+    char tmpname[4096];
+    if (aring_create_unnamed(dir, size, out, tmpname, sizeof tmpname, e) < 0) return -1;
+    if (tmpname[0]) unlink(tmpname);
+    return 0;
+}
+
+/* A ring's new file is created so that nobody ever sees it half made: made
+ * unnamed in the target's directory and reserved (aring_create_unnamed), and
+ * given its name by aring_publish_file only once the caller initialised it.
+ * The name is a hard link, which never replaces what is at `path` (a file, or
+ * a symbolic link planted there): EEXIST then, and of several processes
+ * creating the same path exactly one wins. */
+static int aring_publish_file(int fd, const char *tmpname, const char *path, aring_error *e) {
+    int rc;
+    if (tmpname[0]) {
+        rc = link(tmpname, path);
+        int s = errno;
+        unlink(tmpname);
+        errno = s;
+    } else {
+#if defined(__linux__)
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        rc = linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+#else
+        (void)fd; errno = ENOSYS; rc = -1;
+#endif
+    }
+    if (rc == 0) return 0;
+    if (errno == EEXIST) return aring_fail(e, "link: a file already exists at the path");
+    return aring_fail(e, "link");
 }
 
 /* Reserve hdr+2n of address space with one PROT_NONE mapping, then put two
