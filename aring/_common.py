@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BROKEN_ERRORS",
     "DEFAULT_MAX_BYTES",
+    "busy",
     "check_max_bytes",
     "connect_socket",
     "part_wait",
@@ -29,6 +30,14 @@ DEFAULT_MAX_BYTES: Final = 65536
 
 #: errors that mean the peer went away: BrokenResourceError for the caller
 BROKEN_ERRORS: Final = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+def busy(message: str) -> anyio.BusyResourceError:
+    """A BusyResourceError that says ``message`` (anyio's constructor takes a verb
+    phrase and builds its own sentence around it)."""
+    error = anyio.BusyResourceError("using")
+    error.args = (message,)
+    return error
 
 
 def check_max_bytes(max_bytes: int) -> None:

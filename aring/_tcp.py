@@ -21,7 +21,6 @@ import socket
 import anyio
 from anyio import (
     BrokenResourceError,
-    BusyResourceError,
     ClosedResourceError,
     DelimiterNotFound,
     EndOfStream,
@@ -33,6 +32,7 @@ from ._backends import FdWaiter
 from ._common import (
     BROKEN_ERRORS,
     DEFAULT_MAX_BYTES,
+    busy,
     check_max_bytes,
     connect_socket,
     shutdown_write,
@@ -73,7 +73,7 @@ class RingSocketStream(SocketStream):
         if self._closed:
             raise ClosedResourceError("this stream is closed")
         if self._receiving:
-            raise BusyResourceError("another task is already receiving from this stream")
+            raise busy("another task is already receiving from this stream")
         self._receiving = True
         if self._loaned:
             self._reader.consume(self._loaned)
@@ -239,7 +239,7 @@ class RingSocketStream(SocketStream):
         if self._eof_sent:
             raise ClosedResourceError("the sending side was closed with send_eof()")
         if self._sending:
-            raise BusyResourceError("another task is already sending on this stream")
+            raise busy("another task is already sending on this stream")
         self._sending = True
         try:
             while view:
@@ -264,7 +264,7 @@ class RingSocketStream(SocketStream):
         if self._closed:
             raise ClosedResourceError("this stream is closed")
         if self._sending:
-            raise BusyResourceError("another task is sending on this stream")
+            raise busy("another task is sending on this stream")
         self._eof_sent = True
         shutdown_write(self._sock)
 

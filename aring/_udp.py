@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from anyio import BusyResourceError, ClosedResourceError
+from anyio import ClosedResourceError
 from anyio.abc import UnreliableObjectStream
 
 from ._backends import FdWaiter
+from ._common import busy
 from ._ring import Ring
 
 __all__ = ["RingUDPSocket", "UDPStats", "create_udp_socket"]
@@ -152,7 +153,7 @@ class RingUDPSocket(UnreliableObjectStream[UDPPacket]):
         if self._closed:
             raise ClosedResourceError("this socket is closed")
         if self._receiving:
-            raise BusyResourceError("another task is already receiving from this socket")
+            raise busy("another task is already receiving from this socket")
         self._receiving = True
         try:
             while True:

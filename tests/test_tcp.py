@@ -155,7 +155,12 @@ async def test_socket_attributes() -> None:
 async def test_concurrent_receives_are_busy_and_close_wakes_a_receiver() -> None:
     with anyio.fail_after(10):
         async with tcp_pair() as (_client, server):
-            with pytest.RaisesGroup(BusyResourceError):
+            with pytest.RaisesGroup(
+                pytest.RaisesExc(
+                    BusyResourceError,
+                    match="^another task is already receiving from this stream$",
+                )
+            ):
                 async with create_task_group() as tg:
                     tg.start_soon(server.receive)
                     tg.start_soon(server.receive)
