@@ -21,6 +21,7 @@ __all__ = [
     "busy",
     "check_max_bytes",
     "connect_socket",
+    "listen_socket",
     "part_wait",
     "shutdown_write",
 ]
@@ -69,10 +70,17 @@ def shutdown_write(sock: socket.socket) -> None:
 
 
 async def connect_socket(
-    family: int, address: tuple[Any, ...], local_host: str | None = None
+    family: int,
+    address: tuple[Any, ...],
+    local_host: str | None = None,
+    *,
+    sock: socket.socket | None = None,
 ) -> socket.socket:
-    """A connected non-blocking TCP socket; the connect waits with the loop's fd wait."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    """A connected non-blocking TCP socket; the connect waits with the loop's fd wait.
+
+    ``sock``: a socket made beforehand to connect (it is closed on failure too).
+    """
+    sock = sock if sock is not None else socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         if local_host is not None:
@@ -89,4 +97,24 @@ async def connect_socket(
     except BaseException:
         sock.close()
         raise
+    return sock
+
+
+async def listen_socket(
+    host: str | None, port: int, *, backlog: int, reuse_port: bool = False
+) -> socket.socket:
+    """A non-blocking listening TCP socket on a host name, an IPv4 or an IPv6 address.
+
+    ``host`` None or "" listens on every interface.
+    """
+    infos = await anyio.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    if not infos:
+        raise OSError(f"cannot resolve {host}:{port}")
+    family, _, _, _, address = infos[0]
+    sock = socket.create_server(
+        address, family=family, backlog=min(backlog, socket.SOMAXCONN), reuse_port=reuse_port
+    )
+    sock.setblocking(False)
     return sock

@@ -183,7 +183,9 @@ def _file_move(call: Callable[[int, memoryview], int], fd: int, stats: TransferS
     # stays in the ring until the call returned, as the thread reads it.
     async def move(view: memoryview, start: int, stop: int) -> int:
         stats.syscalls += 1
-        return await anyio.to_thread.run_sync(call, fd, view[start:stop])
+        # The slice is made in the worker and dies with the call: an idle worker
+        # keeps its last job's arguments, and the ring must stay closable.
+        return await anyio.to_thread.run_sync(lambda: call(fd, view[start:stop]))
 
     return move
 

@@ -35,8 +35,10 @@ from ._common import (
     busy,
     check_max_bytes,
     connect_socket,
+    listen_socket,
     shutdown_write,
 )
+from ._native import _ring_capacity
 from ._ring import Ring
 
 __all__ = ["RingSocketListener", "RingSocketStream", "connect_tcp", "create_tcp_listener"]
@@ -301,6 +303,7 @@ async def connect_tcp(
     host: str, port: int, *, capacity: int = DEFAULT_CAPACITY, local_host: str | None = None
 ) -> RingSocketStream:
     """Connect to ``host:port``; the stream receives into a ring of ``capacity`` bytes."""
+    _ring_capacity(capacity)
     return RingSocketStream(await _connect(host, port, local_host), capacity=capacity)
 
 
@@ -308,6 +311,7 @@ class RingSocketListener(SocketListener):
     """Accepts TCP connections as ``RingSocketStream`` objects."""
 
     def __init__(self, sock: socket.socket, *, capacity: int = DEFAULT_CAPACITY) -> None:
+        _ring_capacity(capacity)
         sock.setblocking(False)
         self._sock = sock
         self._fd = FdWaiter(sock.fileno())
@@ -347,11 +351,11 @@ async def create_tcp_listener(
     backlog: int = 65536,
     reuse_port: bool = False,
 ) -> RingSocketListener:
-    """Listen on ``local_host:local_port`` (all interfaces if ``local_host`` is None)."""
-    sock = socket.create_server(
-        (local_host or "", local_port),
-        backlog=min(backlog, socket.SOMAXCONN),
-        reuse_port=reuse_port,
-        family=socket.AF_INET6 if local_host and ":" in local_host else socket.AF_INET,
-    )
+    """Listen on ``local_host:local_port`` (all interfaces if ``local_host`` is None).
+
+    ``local_host`` may be a host name, an IPv4 or an IPv6 address.  A bad
+    ``capacity`` is refused here, before anything listens.
+    """
+    _ring_capacity(capacity)
+    sock = await listen_socket(local_host, local_port, backlog=backlog, reuse_port=reuse_port)
     return RingSocketListener(sock, capacity=capacity)

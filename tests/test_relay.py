@@ -7,15 +7,19 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from anyio import create_task_group
 
+import aring
 from aring._relay import RelayStats, parse_address, serve_relay
 
 pytestmark = pytest.mark.anyio
@@ -99,6 +103,163 @@ async def test_relay_survives_a_target_that_refuses() -> None:
                         await stream.receive()
             tg.cancel_scope.cancel()
     assert stats.failed == 3 and stats.active == 0
+
+
+def _serve_relay(stats: RelayStats, target: int, **options: Any) -> Any:
+    return lambda task_status: serve_relay(
+        ("127.0.0.1", 0), ("127.0.0.1", target), stats=stats, task_status=task_status, **options
+    )
+
+
+async def test_relay_closes_a_connection_idle_for_its_timeout() -> None:
+    stats = RelayStats()
+    with anyio.fail_after(30):
+        async with create_task_group() as tg:
+            target = await tg.start(_echo_server)
+            port = await tg.start(_serve_relay(stats, target, idle_timeout=0.4))
+            async with await anyio.connect_tcp("127.0.0.1", port) as busy, await anyio.connect_tcp(
+                "127.0.0.1", port
+            ) as idle:
+                # The busy one talks more often than the timeout: it stays up.
+                for _ in range(6):
+                    await busy.send(b"ping")
+                    assert await busy.receive() == b"ping"
+                    await anyio.sleep(0.15)
+                # The idle one has been silent for 0.9 s by now: the relay closed it.
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                    await idle.receive()
+                await busy.send(b"still")
+                assert await busy.receive() == b"still"
+            tg.cancel_scope.cancel()
+    assert stats.idle_closed == 1
+
+
+def _blackhole() -> tuple[socket.socket, socket.socket]:
+    """A port that never completes a connect: its backlog of one is taken and never accepted."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname())
+    return listener, filler
+
+
+async def test_relay_gives_up_on_a_target_that_does_not_answer() -> None:
+    stats = RelayStats()
+    listener, filler = _blackhole()
+    with listener, filler, anyio.fail_after(30):
+        async with create_task_group() as tg:
+            port = await tg.start(
+                _serve_relay(stats, listener.getsockname()[1], connect_timeout=0.3)
+            )
+            start = anyio.current_time()
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                    await stream.receive()
+            assert anyio.current_time() - start < 10
+            tg.cancel_scope.cancel()
+    assert stats.failed == 1 and stats.active == 0
+
+
+async def _resetting_server(task_status: anyio.abc.TaskStatus[int]) -> None:
+    """Sends half a reply, then resets the connection (SO_LINGER 0)."""
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+
+        async def reply_then_reset(stream: anyio.abc.SocketStream) -> None:
+            await stream.receive()
+            await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+            raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await stream.aclose()
+
+        await listener.serve(reply_then_reset)
+
+
+async def test_relay_forwards_a_reset_as_a_reset() -> None:
+    stats = RelayStats()
+    with anyio.fail_after(30):
+        async with create_task_group() as tg:
+            target = await tg.start(_resetting_server)
+            port = await tg.start(_serve_relay(stats, target))
+            got = b""
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(b"GET / HTTP/1.1\r\n\r\n")
+                with pytest.raises(anyio.BrokenResourceError):  # a reset, not an end of stream
+                    while True:
+                        got += await stream.receive()
+            assert got.endswith(b"partial")
+            tg.cancel_scope.cancel()
+    assert stats.resets == 1
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_relay_listens_and_connects_on_ipv6_and_host_names() -> None:
+    stats = RelayStats()
+    with anyio.fail_after(30):
+        async with create_task_group() as tg:
+            target = await tg.start(_echo_server)
+            port = await tg.start(
+                lambda task_status: serve_relay(
+                    ("::1", 0), ("localhost", target), stats=stats, task_status=task_status
+                )
+            )
+            async with await anyio.connect_tcp("::1", port) as stream:
+                await stream.send(b"over ipv6")
+                assert await stream.receive() == b"over ipv6"
+            tg.cancel_scope.cancel()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc")
+async def test_a_relayed_connection_costs_its_sockets_and_ring_memory_only() -> None:
+    stats = RelayStats()
+    with anyio.fail_after(30):
+        async with create_task_group() as tg:
+            target = await tg.start(_echo_server)
+            port = await tg.start(_serve_relay(stats, target))
+            async with await anyio.connect_tcp("127.0.0.1", port) as warm:
+                await warm.send(b"x")
+                await warm.receive()
+            before = _open_fds()
+            streams = []
+            for _ in range(20):
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+                await stream.send(b"x")
+                assert await stream.receive() == b"x"
+                streams.append(stream)
+            # Per connection, this process holds: the client's socket and the
+            # echo server's (the test's), and the relay's two sockets and two
+            # rings' memory fds; no notifier fds.
+            per_connection = (_open_fds() - before) / 20
+            for stream in streams:
+                await stream.aclose()
+            tg.cancel_scope.cancel()
+    assert per_connection <= 2 + 4, per_connection
+
+
+async def test_bad_options_are_refused_before_anything_listens() -> None:
+    with pytest.raises(ValueError, match="capacity must be >= 1, got 0"):
+        await serve_relay(("127.0.0.1", 0), ("127.0.0.1", 1), capacity=0)
+    with pytest.raises(ValueError, match="idle_timeout must be None"):
+        await serve_relay(("127.0.0.1", 0), ("127.0.0.1", 1), idle_timeout=0)
+    with pytest.raises(TypeError, match="timeout must be None or a number"):
+        await serve_relay(("127.0.0.1", 0), ("127.0.0.1", 1), connect_timeout="5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="capacity must be >= 1, got 0"):
+        await aring.create_tcp_listener(local_host="127.0.0.1", capacity=0)
+    with pytest.raises(ValueError, match="capacity must be >= 1, got 0"):
+        await aring.connect_tcp("127.0.0.1", 1, capacity=0)
 
 
 def test_parse_address() -> None:
@@ -187,7 +348,7 @@ def test_cli_relay_between_socat_peers_100_connections(relay_cli, tmp_path: Path
         _, err = relay.communicate(timeout=20)
         assert relay.returncode == 0, err
         assert "SIGTERM, shutting down" in err
-        assert "over 101 connections (0 failed)" in err  # 100 clients and the probe
+        assert "over 101 connections (0 failed," in err  # 100 clients and the probe
     finally:
         echo.kill()
         echo.wait(10)
@@ -224,3 +385,153 @@ def test_cli_relay_carries_iperf3_with_stats(relay_cli) -> None:  # type: ignore
     finally:
         server.kill()
         server.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--capacity", "0"], "capacity must be >= 1, got 0"),
+        (["--idle-timeout", "0"], "expected a number of seconds > 0"),
+        (["--connect-timeout", "soon"], "expected a number of seconds"),
+        (["--listen", "[::1:80"], "brackets"),
+    ],
+)
+def test_cli_relay_refuses_bad_options_with_one_line(args: list[str], message: str) -> None:
+    base = {"--listen": "127.0.0.1:0", "--to": "127.0.0.1:9"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    command = [sys.executable, "-m", "aring", "relay"]
+    for flag, value in base.items():
+        command += [flag, value]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("aring relay: error:")
+
+
+def test_cli_says_what_to_install_for_a_missing_loop() -> None:
+    code = (
+        "import sys; sys.modules['uvloop'] = None\n"  # as if it were not installed
+        "from aring._cli import main\n"
+        "sys.exit(main(['relay', '--listen', '127.0.0.1:0', '--to', '127.0.0.1:9', "
+        "'--loop', 'uvloop']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 2
+    assert "pip install 'aring[uvloop]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_cli_relay_on_ipv6(relay_cli) -> None:  # type: ignore[no-untyped-def]
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as target:
+        target_port = target.getsockname()[1]
+        port = _free_port_v6()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aring", "relay", "--listen", f"[::1]:{port}",
+             "--to", f"[::1]:{target_port}"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stderr is not None
+            assert f"[::1]:{port} -> [::1]:{target_port}" in proc.stderr.readline()
+            with socket.create_connection(("::1", port), timeout=10) as client:
+                server, _ = target.accept()
+                with server:
+                    client.sendall(b"v6")
+                    assert server.recv(2) == b"v6"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _free_port_v6() -> int:
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        return int(s.getsockname()[1])
+
+
+class _ThreadedEcho:
+    """An echo server in threads: each connection echoes until EOF, then closes."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port = self.listener.getsockname()[1]
+        self.served = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.served += 1
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket) -> None:
+        with conn:
+            try:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.listener.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sets RLIMIT_NOFILE")
+def test_cli_relay_out_of_fds_queues_clients_logs_once_and_recovers() -> None:
+    import resource
+
+    echo = _ThreadedEcho()
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aring", "relay", "--listen", f"127.0.0.1:{port}",
+         "--to", f"127.0.0.1:{echo.port}", "--loop", "asyncio"],
+        stderr=subprocess.PIPE,
+        text=True,
+        # Enough for the interpreter and about ten connections at 4 fds each.
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)),
+    )
+    clients: list[socket.socket] = []
+    try:
+        assert proc.stderr is not None
+        proc.stderr.readline()  # listening
+        for _ in range(30):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=20))
+        # The first ones are served; the rest wait in the backlog, not dropped.
+        for client in clients[:5]:
+            client.sendall(b"early")
+            assert client.recv(16) == b"early"
+        served_while_full = echo.served
+        assert 5 <= served_while_full < 30
+        # As the served ones finish, the queued ones get their turn: every
+        # client is answered in the end.
+        for i, client in enumerate(clients):
+            client.sendall(b"turn %d" % i)
+            assert client.recv(16) == b"turn %d" % i
+            client.close()
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+        assert err.count("accept failed:") == 1, err  # once per burst
+        assert "Too many open files" in err
+        assert "(0 failed," in err, err
+    finally:
+        for client in clients:
+            client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        echo.close()

@@ -5,6 +5,7 @@ Each command lives in its own module, imported only when it runs.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    loop = getattr(args, "loop", None)
+    if loop == "uvloop" and not _have_uvloop():
+        parser.exit(
+            2,
+            f"aring {args.command}: error: --loop uvloop needs uvloop, which is not installed: "
+            "pip install 'aring[uvloop]'\n",
+        )
+    if loop == "trio" and not _have("trio"):
+        parser.exit(
+            2,
+            f"aring {args.command}: error: --loop trio needs trio, which is not installed: "
+            "pip install 'aring[trio]'\n",
+        )
     if args.command == "demo" and not args.threads:
         from .relay_demo import run_relay_demo
 
@@ -51,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 target=args.to,
                 loop=args.loop,
                 capacity=args.capacity,
+                idle_timeout=args.idle_timeout,
+                connect_timeout=args.connect_timeout,
                 show_stats=args.stats,
                 out=sys.stderr,
             )
@@ -58,3 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.exit(1, f"aring relay: error: {exc}\n")
     parser.print_help()
     return 2
+
+
+def _have(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _have_uvloop() -> bool:
+    return _have("uvloop")

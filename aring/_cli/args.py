@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .._relay import DEFAULT_CAPACITY, parse_address
+from .._native import _ring_capacity
+from .._relay import DEFAULT_CAPACITY, DEFAULT_CONNECT_TIMEOUT, parse_address
 from .units import parse_size
 
 __all__ = ["LOOPS", "build_parser"]
@@ -56,12 +57,44 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--loop", choices=LOOPS, default=_default_loop())
     relay.add_argument(
         "--capacity",
-        type=parse_size,
+        type=_capacity,
         default=DEFAULT_CAPACITY,
         help=f"ring size per direction and connection ({DEFAULT_CAPACITY // 1024}KiB)",
     )
+    relay.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="close a connection after this long without a byte either way (default: never)",
+    )
+    relay.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on the target after this long ({DEFAULT_CONNECT_TIMEOUT:g} s)",
+    )
     relay.add_argument("--stats", action="store_true", help="print throughput once a second")
     return parser
+
+
+def _capacity(text: str) -> int:
+    size = parse_size(text)
+    try:
+        return _ring_capacity(size)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 def _address(text: str) -> tuple[str, int]:

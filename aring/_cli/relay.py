@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from typing import Any, TextIO
 
 import anyio
 
-from .._relay import RelayStats, serve_relay
+from .._relay import RelayStats, check_relay_options, serve_relay
 from .units import format_size
 
 __all__ = ["run_relay"]
@@ -34,10 +35,14 @@ async def _report(stats: RelayStats, out: TextIO) -> None:
         last_bytes, last_time = total, now
 
 
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 async def _main(
     listen: tuple[str, int],
     target: tuple[str, int],
-    capacity: int,
+    options: dict[str, Any],
     show_stats: bool,
     out: TextIO,
 ) -> None:
@@ -46,10 +51,12 @@ async def _main(
         async with anyio.create_task_group() as tg:
             port = await tg.start(
                 lambda task_status: serve_relay(
-                    listen, target, capacity=capacity, stats=stats, task_status=task_status
+                    listen, target, **options, stats=stats, task_status=task_status
                 )
             )
-            out.write(f"aring relay: {listen[0]}:{port} -> {target[0]}:{target[1]}\n")
+            out.write(
+                f"aring relay: {_host(listen[0])}:{port} -> {_host(target[0])}:{target[1]}\n"
+            )
             out.flush()
             if show_stats:
                 tg.start_soon(_report, stats, out)
@@ -59,7 +66,8 @@ async def _main(
                 break
     out.write(
         f"aring relay: forwarded {format_size(stats.bytes)} over {stats.accepted} "
-        f"connections ({stats.failed} failed)\n"
+        f"connections ({stats.failed} failed, {stats.resets} reset, "
+        f"{stats.idle_closed} closed idle)\n"
     )
 
 
@@ -69,14 +77,28 @@ def run_relay(
     target: tuple[str, int],
     loop: str,
     capacity: int,
+    idle_timeout: float | None,
+    connect_timeout: float | None,
     show_stats: bool,
     out: TextIO,
 ) -> int:
-    backend, options = _LOOPS[loop]
+    backend, backend_options = _LOOPS[loop]
+    check_relay_options(capacity, idle_timeout, connect_timeout)
+    options: dict[str, Any] = {
+        "capacity": capacity,
+        "idle_timeout": idle_timeout,
+        "connect_timeout": connect_timeout,
+    }
+    # Accept errors (out of fds...) are logged once per burst, on the same stream.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("aring relay: %(message)s"))
+    logger = logging.getLogger("aring.relay")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         anyio.run(
-            _main, listen, target, capacity, show_stats, out, backend=backend,
-            backend_options=options,
+            _main, listen, target, options, show_stats, out, backend=backend,
+            backend_options=backend_options,
         )
     except BaseExceptionGroup as group:
         # A start-up failure (address in use, cannot resolve) arrives wrapped by
@@ -85,6 +107,8 @@ def run_relay(
         if errors and all(isinstance(e, OSError) for e in errors):
             raise errors[0] from None
         raise
+    finally:
+        logger.removeHandler(handler)
     return 0
 
 

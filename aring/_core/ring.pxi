@@ -96,6 +96,23 @@ cdef inline int _scan_readers(aring_header *h, uint32_t max_readers, int skip, u
     return active
 
 
+cdef Py_ssize_t _rounded_capacity(object capacity, object item_size) except -1:
+    """A ring's capacity: the request checked and rounded up to pages and whole items."""
+    cdef Py_ssize_t requested = _as_positive_size(capacity, "capacity")
+    cdef Py_ssize_t item = _as_positive_size(item_size, "item_size")
+    if item > (1 << 30):
+        raise ValueError(f"item_size must be <= {1 << 30}, got {item}")
+    cdef Py_ssize_t page = aring_page_size()
+    cdef Py_ssize_t cap = _round_up(requested, page // _gcd(page, item) * item)
+    _check_capacity(cap, requested, "capacity")
+    return cap
+
+
+def _ring_capacity(capacity, item_size=1):
+    """What ``Ring(capacity, item_size=...)`` would hold, or the error it would raise."""
+    return _rounded_capacity(capacity, item_size)
+
+
 cdef class RingCore:
     """The shared state of one ring: mapping, header, notifiers.
 
@@ -112,16 +129,14 @@ cdef class RingCore:
         for i in range(ARING_MAX_READERS):
             self._reader_rfd[i] = self._reader_wfd[i] = -1
         self._closed = True
-        cdef Py_ssize_t requested = _as_positive_size(capacity, "capacity")
         cdef Py_ssize_t nreaders = (
             _as_size(readers, "readers") if not isinstance(readers, int) or readers >= 0 else -1
         )
-        cdef Py_ssize_t item = _as_positive_size(item_size, "item_size")
-        cdef Py_ssize_t cap
         if not 1 <= nreaders <= ARING_MAX_READERS:
             raise ValueError(f"readers must be between 1 and {ARING_MAX_READERS}, got {readers}")
-        if item > (1 << 30):
-            raise ValueError(f"item_size must be <= {1 << 30}, got {item}")
+        cdef Py_ssize_t cap = _rounded_capacity(capacity, item_size)
+        cdef Py_ssize_t item = item_size
+        cdef Py_ssize_t page = aring_page_size()
         if not isinstance(notifier, str):
             raise TypeError(f"notifier must be a str, not {type(notifier).__name__}")
         if notifier == "auto":
@@ -130,10 +145,6 @@ cdef class RingCore:
             raise ValueError(
                 f"unknown notifier {notifier!r}; expected 'auto', 'eventfd', 'pipe' or 'none'"
             )
-        cdef Py_ssize_t page = aring_page_size()
-        cdef Py_ssize_t unit = page // _gcd(page, item) * item
-        cap = _round_up(requested, unit)
-        _check_capacity(cap, requested, "capacity")
         # The file of a path= ring gets its name only once the header below is
         # written: another process never sees it half made.
         self._buffer = DoubleMappedBuffer(
