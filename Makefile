@@ -26,6 +26,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check aring tests examples benchmarks
 	$(VENV)/bin/mypy --strict aring
+	$(VENV)/bin/mypy --strict tests/typing
 	$(PY) -m mypy.stubtest --allowlist tests/stubtest_allowlist.txt aring._native
 
 BENCH_STAMP := $(VENV)/.bench-installed

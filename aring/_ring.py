@@ -89,6 +89,42 @@ def open(
 def open(
     capacity: int,
     *,
+    readers: Literal[2],
+    item_size: int = 1,
+    strategy: str = "auto",
+    path: str | bytes | None = None,
+    notifier: str = "auto",
+) -> AbstractAsyncContextManager[tuple[Writer, Reader, Reader]]: ...
+
+
+@overload
+def open(
+    capacity: int,
+    *,
+    readers: Literal[3],
+    item_size: int = 1,
+    strategy: str = "auto",
+    path: str | bytes | None = None,
+    notifier: str = "auto",
+) -> AbstractAsyncContextManager[tuple[Writer, Reader, Reader, Reader]]: ...
+
+
+@overload
+def open(
+    capacity: int,
+    *,
+    readers: Literal[4],
+    item_size: int = 1,
+    strategy: str = "auto",
+    path: str | bytes | None = None,
+    notifier: str = "auto",
+) -> AbstractAsyncContextManager[tuple[Writer, Reader, Reader, Reader, Reader]]: ...
+
+
+@overload
+def open(
+    capacity: int,
+    *,
     readers: int,
     item_size: int = 1,
     strategy: str = "auto",

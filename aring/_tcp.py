@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 from anyio import (
@@ -26,7 +28,7 @@ from anyio import (
     EndOfStream,
     IncompleteRead,
 )
-from anyio.abc import SocketListener, SocketStream
+from anyio.abc import SocketListener, SocketStream, TaskGroup
 
 from ._backends import FdWaiter
 from ._common import (
@@ -330,6 +332,23 @@ class RingSocketListener(SocketListener):
                 continue
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return RingSocketStream(client, capacity=self._capacity)
+
+    async def serve(
+        self,
+        handler: Callable[[RingSocketStream], Any],
+        task_group: TaskGroup | None = None,
+    ) -> None:
+        """Accept connections for ever, each handled by ``handler`` in a task of its own.
+
+        ``handler`` is called with the ``RingSocketStream`` (so it may use
+        ``receive_until``, ``peek``... with their types), in ``task_group`` if
+        given.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            if task_group is None:
+                task_group = await stack.enter_async_context(anyio.create_task_group())
+            while True:
+                task_group.start_soon(handler, await self.accept())
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -246,3 +246,25 @@ async def test_trio_check_half_closeable_stream() -> None:
 async def test_anyio_port_of_the_half_closeable_stream_checks() -> None:
     with anyio.fail_after(60):
         await check_half_closeable(tcp_pair)
+
+
+async def test_listener_serve_hands_each_connection_to_its_handler() -> None:
+    seen: list[bytes] = []
+
+    async def handler(stream: aring.RingSocketStream) -> None:
+        async with stream:
+            line = await stream.receive_until(b"\n", 100)  # a RingSocketStream method
+            seen.append(bytes(line))
+            await stream.send(b"ok " + line)
+
+    with anyio.fail_after(20):
+        listener = await aring.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(SocketAttribute.local_port)
+        async with listener, create_task_group() as tg:
+            tg.start_soon(listener.serve, handler, tg)
+            for i in range(3):
+                async with await anyio.connect_tcp("127.0.0.1", port) as client:
+                    await client.send(b"line %d\n" % i)
+                    assert await client.receive() == b"ok line %d" % i
+            tg.cancel_scope.cancel()
+    assert seen == [b"line 0", b"line 1", b"line 2"]
