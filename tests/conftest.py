@@ -1,3 +1,20 @@
+"""Shared fixtures, and which plugin runs which async test.
+
+Two pytest plugins run async tests here, each owning its own marker, so no
+test is handled twice:
+
+* anyio's plugin owns ``@pytest.mark.anyio`` (most modules set it as
+  ``pytestmark``): such a test runs once per ``anyio_backend`` param below, on
+  asyncio, asyncio with uvloop, and trio.  This is how every behaviour is
+  checked on all three loops.
+* pytest-trio owns ``@pytest.mark.trio`` (``test_trio_native.py``): trio-native
+  tests, trio.testing's stream checks and timeouts under trio's MockClock
+  (its ``autojump_clock`` fixture).  ``trio_mode`` is off (pyproject.toml), so
+  pytest-trio touches nothing that is not marked ``trio``.
+
+A module uses one marker or the other, never both.
+"""
+
 from __future__ import annotations
 
 import sys

@@ -21,6 +21,7 @@ from anyio import (
     wait_all_tasks_blocked,
 )
 from asyncutil import assert_checkpoint, ring_pair
+from observe import reader_asleep, until, until_async
 
 import aring
 from aring import RingAttribute
@@ -217,7 +218,8 @@ async def test_busy_between_a_task_and_a_thread() -> None:
 
                 tg.start_soon(run_thread)
                 await anyio.to_thread.run_sync(entered.wait)
-                await anyio.sleep(0.05)  # the thread sleeps in poll() now
+                ring = r.extra(RingAttribute.ring)
+                await until_async(reader_asleep(ring), "the thread sleeps in poll()")
                 with pytest.raises(BusyResourceError, match="another thread"):
                     await r.receive()
                 await w.send(b"for the thread")
@@ -329,8 +331,10 @@ async def test_an_end_used_by_a_task_then_a_thread_still_wakes_the_thread() -> N
                 assert await r.receive() == b"to the task"
 
             # ...and must not swallow a wakeup meant for a thread blocked on it.
+            ring = r.extra(RingAttribute.ring)
+
             def send_after_a_while() -> None:
-                threading.Event().wait(0.05)
+                until(reader_asleep(ring), "the thread sleeps on the reader")
                 w.sync.send(b"to the thread")
 
             t = threading.Thread(target=send_after_a_while)

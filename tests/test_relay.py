@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -290,6 +291,24 @@ def _wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 10)
     raise AssertionError(f"nothing listens on {port}")
 
 
+def _wait_listening_quietly(port: int, timeout: float = 10) -> None:
+    """Until something listens on ``port``, without connecting (a one-off server would
+    take the probe for its client): the kernel's socket table says it."""
+    deadline = time.monotonic() + timeout
+    suffix = f":{port:04X}"
+    while time.monotonic() < deadline:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table) as f:
+                # column 2 is local address:port, column 4 the state (0A: LISTEN)
+                if any(
+                    line.split()[1].endswith(suffix) and line.split()[3] == "0A"
+                    for line in f.readlines()[1:]
+                ):
+                    return
+        time.sleep(0.01)
+    raise AssertionError(f"nothing listens on {port}")
+
+
 @pytest.fixture(params=["asyncio", "uvloop", "trio"])
 def relay_cli(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     """Start `python -m aring relay` towards a port; yields (relay port, target port, proc)."""
@@ -365,7 +384,7 @@ def test_cli_relay_carries_iperf3_with_stats(relay_cli) -> None:  # type: ignore
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(0.3)
+        _wait_listening_quietly(server_port)
         done = subprocess.run(
             ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "1.5", "-J"],
             capture_output=True,

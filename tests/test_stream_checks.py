@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import anyio
 import pytest
-import trio
-import trio.testing
 from anyio import (
     BrokenResourceError,
     BusyResourceError,
@@ -20,7 +18,7 @@ from anyio import (
     create_task_group,
     wait_all_tasks_blocked,
 )
-from asyncutil import as_trio_errors, assert_checkpoint, assert_schedule_point, ring_pair
+from asyncutil import assert_checkpoint, assert_schedule_point, ring_pair
 from streamcheck import check_one_way
 
 import aring
@@ -251,58 +249,6 @@ async def test_closing_the_writer_wakes_its_blocked_task(call: str) -> None:
 
 
 # --- trio's own checks through a translating view ---------------------------------------
-
-
-class TrioSendView(trio.abc.SendStream):
-    def __init__(self, writer: aring.Writer) -> None:
-        self.writer = writer
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        with as_trio_errors():
-            await self.writer.send(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        with as_trio_errors():
-            await self.writer.reserve(1)
-            self.writer.commit(0)
-
-    async def aclose(self) -> None:
-        await self.writer.aclose()
-
-
-class TrioReceiveView(trio.abc.ReceiveStream):
-    def __init__(self, reader: aring.Reader) -> None:
-        self.reader = reader
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        with as_trio_errors():
-            try:
-                return await self.reader.receive(65536 if max_bytes is None else max_bytes)
-            except EndOfStream:
-                return b""
-
-    async def aclose(self) -> None:
-        await self.reader.aclose()
-
-
-async def _trio_pair(clogged: bool) -> tuple[TrioSendView, TrioReceiveView]:
-    ring = aring.Ring(4096)
-    writer, reader = ring.writer(), ring.reader()
-    if clogged:
-        writer.try_write(b"\0" * ring.capacity)
-    return TrioSendView(writer), TrioReceiveView(reader)
-
-
-@pytest.mark.parametrize("anyio_backend", ["trio"])
-async def test_trio_check_one_way_stream() -> None:
-    async def maker() -> tuple[TrioSendView, TrioReceiveView]:
-        return await _trio_pair(clogged=False)
-
-    async def clogged_maker() -> tuple[TrioSendView, TrioReceiveView]:
-        return await _trio_pair(clogged=True)
-
-    with trio.fail_after(30):
-        await trio.testing.check_one_way_stream(maker, clogged_maker)
 
 
 async def test_generic_anyio_one_way_checks() -> None:

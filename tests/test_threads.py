@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 from anyio import BrokenResourceError, BusyResourceError, ClosedResourceError, EndOfStream
+from observe import reader_asleep, until, writer_asleep
 
 import aring
 
@@ -117,11 +118,11 @@ def test_thread_to_thread_moves_every_byte_in_order(notifier: str, mib: int) -> 
         producer.join_or_raise(120)
         consumer.join_or_raise(120)
         crc, got, _calls = result["got"]  # type: ignore[misc]
-        sent_crc, items = result["sent"]  # type: ignore[misc]
+        sent_crc, _items = result["sent"]  # type: ignore[misc]
         assert got == total
         assert crc == sent_crc
-        # Both sides sleep now and then, but a burst of items costs one wakeup.
-        assert ring.notifier_writes < items / 4, (ring.notifier_writes, items)
+        # How many wakeups it took depends on the scheduler: a benchmark figure;
+        # test_a_waiting_reader_is_woken_once_not_per_item pins the mechanism.
 
 
 def test_a_waiting_reader_is_woken_once_not_per_item(notifier: str) -> None:
@@ -131,7 +132,7 @@ def test_a_waiting_reader_is_woken_once_not_per_item(notifier: str) -> None:
         got: list[int] = []
         consumer = Thread(lambda: got.append(len(r.sync.peek(items))))
         consumer.start()
-        time.sleep(0.05)  # let it go to sleep wanting all items
+        until(reader_asleep(ring), "the consumer sleeps wanting all items")
         for _ in range(items):
             w.try_write(b"x")
         consumer.join_or_raise(10)
@@ -145,14 +146,14 @@ def test_writer_waits_for_space_then_sends_whole() -> None:
         w.try_write(b"a" * (PAGE - 10))
         sender = Thread(lambda: w.sync.send(b"b" * 100))
         sender.start()
-        time.sleep(0.05)
-        assert sender.is_alive(), "the send must wait for 100 free bytes"
+        until(writer_asleep(ring), "the send waits for 100 free bytes")
         assert r.readable() == PAGE - 10  # nothing of it went in yet
-        r.consume(50)  # 60 free: still not enough
-        time.sleep(0.05)
-        assert sender.is_alive()
+        r.consume(50)  # 60 free: still not enough, and no wakeup is sent for it
+        assert writer_asleep(ring)() and ring.notifier_writes == 0
+        assert r.readable() == PAGE - 60
         r.consume(50)
         sender.join_or_raise(10)
+        assert ring.notifier_writes == 1
         assert r.readable() == (PAGE - 10) - 100 + 100
 
 
@@ -192,7 +193,7 @@ def test_reader_closing_breaks_a_waiting_writer() -> None:
         w.try_write(b"x" * PAGE)
         sender = Thread(lambda: w.sync.send(b"more"))
         sender.start()
-        time.sleep(0.05)
+        until(writer_asleep(ring), "the send waits for space")
         r.close()
         with pytest.raises(BrokenResourceError):
             sender.join_or_raise(10)
@@ -203,7 +204,7 @@ def test_writer_close_gives_eof_to_a_waiting_reader() -> None:
         w, r = ring.writer(), ring.reader()
         receiver = Thread(lambda: r.sync.receive())
         receiver.start()
-        time.sleep(0.05)
+        until(reader_asleep(ring), "the receive waits for data")
         w.close()
         with pytest.raises(EndOfStream):
             receiver.join_or_raise(10)
@@ -215,7 +216,7 @@ def test_closing_from_another_thread_wakes_the_waiter(who: str) -> None:
     w, r = ring.writer(), ring.reader()
     receiver = Thread(lambda: r.sync.receive())
     receiver.start()
-    time.sleep(0.05)
+    until(reader_asleep(ring), "the receive waits for data")
     (r.close if who == "end" else ring.close)()
     with pytest.raises(ClosedResourceError):
         receiver.join_or_raise(10)
@@ -228,7 +229,7 @@ def test_a_second_thread_on_a_busy_end_gets_busy_resource_error() -> None:
         w, r = ring.writer(), ring.reader()
         receiver = Thread(lambda: r.sync.receive(timeout=10))
         receiver.start()
-        time.sleep(0.05)
+        until(reader_asleep(ring), "the receive waits for data")
         for call in (r.try_read, r.try_peek, lambda: r.sync.receive(timeout=1)):
             with pytest.raises(BusyResourceError, match="another thread is using this reader"):
                 call()

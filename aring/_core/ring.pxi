@@ -341,6 +341,20 @@ cdef class RingCore:
             aring_notifier_signal(self._notifier, self._reader_wfd[i])
         aring_notifier_signal(self._notifier, self._writer_wfd)
 
+    def _waiters(self):
+        """Which ends are armed to sleep right now: ``{"writer": bool, "readers": [slots]}``.
+
+        Read from the header (so it covers every process).  Tests wait on it for
+        "the other thread is asleep" instead of sleeping and hoping.
+        """
+        self._check_open()
+        cdef uint64_t mask = (aring_load_acquire_u64(&self._hdr.readers_waiting.value)
+                              & aring_slot_mask(self._max_readers))
+        return {
+            "writer": aring_load_acquire_u32(&self._hdr.writer_waiting.flag) != 0,
+            "readers": [i for i in range(self._max_readers) if mask >> i & 1],
+        }
+
     def _layout(self):
         """Byte offsets of the control header's fields in the mapping (tests and tools).
 
