@@ -286,7 +286,8 @@ async def _fill_regions(writer: Writer, move: _Move, stats: TransferStats) -> No
         try:
             got = await move(view, held, len(view))
         except BaseException:
-            writer.commit(0)  # the reservation ends; nothing more was received
+            if not writer.closed:  # a ring closed meanwhile has no reservation left to end
+                writer.commit(0)  # the reservation ends; nothing more was received
             raise
         held += got
         whole = held - held % item

@@ -19,6 +19,9 @@ cdef extern from "includes/aring.h" nogil:
     void aring_store_seqcst_u32(uint32_t *p, uint32_t v)
     uint32_t aring_exchange_u32(uint32_t *p, uint32_t v)
     int aring_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired)
+    int aring_cas_u64(uint64_t *p, uint64_t expected, uint64_t desired)
+    void aring_store_seqcst_u64(uint64_t *p, uint64_t v)
+    void aring_store_release_u32(uint32_t *p, uint32_t v)
     uint32_t aring_fetch_or_u32(uint32_t *p, uint32_t v)
     uint64_t aring_fetch_or_u64(uint64_t *p, uint64_t v)
     uint64_t aring_fetch_and_u64(uint64_t *p, uint64_t v)
@@ -53,6 +56,7 @@ cdef extern from "includes/aring.h" nogil:
 
     ctypedef struct aring_owner:
         uint32_t pid
+        uint32_t seq
         uint64_t start
 
     ctypedef struct aring_line_u64:
@@ -63,7 +67,7 @@ cdef extern from "includes/aring.h" nogil:
         uint64_t wake_at
 
     ctypedef struct aring_slot:
-        uint32_t state
+        uint64_t word
         uint64_t position
         uint64_t wake_at
         aring_owner owner
@@ -80,6 +84,9 @@ cdef extern from "includes/aring.h" nogil:
 
     size_t aring_header_bytes(size_t max_readers)
     uint64_t aring_slot_mask(uint32_t max_readers)
+    uint32_t aring_slot_state(uint64_t word)
+    uint32_t aring_slot_claims(uint64_t word)
+    uint64_t aring_slot_word(uint32_t state, uint32_t claims)
 
     # mapping.h
     int ARING_STRATEGY_MEMFD
@@ -184,6 +191,7 @@ cdef class RingCore:
     cdef int _copy_in(self, uint64_t position, const char *src, Py_ssize_t n) except -1
     cdef int _copy_out(self, uint64_t position, char *dst, Py_ssize_t n) except -1
     cdef void _signal_all(self) noexcept
+    cdef void _adopt_generation(self) noexcept
     cdef _close_fds(self)
 
 
@@ -196,6 +204,7 @@ cdef class _End:
     cdef unsigned long _generation
     cdef list _views
     cdef uint64_t _spin_ns        # adaptive: how long wait() spins before it sleeps
+    cdef uint64_t _peers_checked_ns   # when a peer in another process was last looked at
 
     cdef int _check_usable(self) except -1
     cpdef unsigned long _acquire(self, bint task=*) except? 1
@@ -211,6 +220,7 @@ cdef class _End:
     cdef _take_over(self)
     cdef bint _foreign_peer(self) noexcept
     cdef int _check_peers(self) except -1
+    cdef bint _peers_due(self) noexcept
 
 
 cdef class WriterEnd(_End):
@@ -221,6 +231,7 @@ cdef class WriterEnd(_End):
 
 cdef class ReaderEnd(_End):
     cdef int _slot
+    cdef uint32_t _claims         # the slot's claim count when this end took it
 
     cdef Py_ssize_t _readable(self, bint *eof) except -1
     cdef object _end_of_stream(self)

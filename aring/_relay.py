@@ -240,14 +240,16 @@ class _Prepared:
     def __init__(self, options: _Options) -> None:
         family, _ = options.target
         self.upstream = socket.socket(family, socket.SOCK_STREAM)
+        rings: list[Ring] = []
         try:
-            self.rings = (
-                Ring(options.capacity, notifier="none"),
-                Ring(options.capacity, notifier="none"),
-            )
+            for _ in range(2):
+                rings.append(Ring(options.capacity, notifier="none"))
         except BaseException:
+            for ring in rings:
+                ring.close()
             self.upstream.close()
             raise
+        self.rings = (rings[0], rings[1])
 
     def close(self) -> None:
         self.upstream.close()
@@ -299,13 +301,13 @@ async def _connection(
                     tg.cancel_scope.cancel()  # both directions ended: stop the idle watch
             except* _PeerReset:
                 stats.resets += 1
-                stats.failed += 1
                 _abort(client, upstream)
+                raise  # counted as failed below, once
             if idle is not None and idle.fired:
                 stats.idle_closed += 1
-    except* (OSError, TimeoutError) as group:
-        # A refused or unreachable target, a connect timeout: this connection
-        # ends, the relay serves on.
+    except* (_PeerReset, OSError, TimeoutError) as group:
+        # A reset, a refused or unreachable target, a connect timeout: this
+        # connection ends, the relay serves on.
         stats.failed += 1
         log.debug("connection failed: %s", group.exceptions[0])
     finally:
@@ -358,9 +360,17 @@ async def serve_relay(
                 while True:
                     await waiter.wait_readable()
                     while True:  # everyone queued now, in one pass
-                        try:
-                            if prepared is None:
+                        if prepared is None:
+                            try:
                                 prepared = _Prepared(options)
+                            except OSError as exc:
+                                if not _no_resources(exc):
+                                    raise  # no connection could ever be served
+                                stats.accept_errors += 1
+                                report.failed(exc)
+                                await freed.wait(at_most=0.1)  # or sooner, when fds free up
+                                break
+                        try:
                             client, _ = listener.accept()
                         except BlockingIOError:
                             break

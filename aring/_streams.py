@@ -80,8 +80,7 @@ class _TaskSide:
         def _acquire(self, task: bool = False) -> int: ...
         def _release(self, token: int, task: bool = False) -> None: ...
         def _ready(self, n: int) -> bool: ...
-        def _peer_check_interval(self) -> float | None: ...
-        def _check_peers_now(self) -> None: ...
+        def _watch_peers(self) -> float | None: ...
         def close(self) -> None: ...
         @property
         def capacity(self) -> int: ...
@@ -118,15 +117,14 @@ class _TaskSide:
                 watch.close()
             watch = self._watch = backend.watch(os.dup(self.notifier_fd), self._ring.notifier)
         while True:
-            interval = self._peer_check_interval()
+            interval = self._watch_peers()
             if interval is None:
                 await watch.wait()
             else:
-                # The other side is another process: if it dies it cannot
-                # wake us, so look whether it still lives now and then.
+                # The other side is another process: if it dies it cannot wake
+                # us, so look whether it still lives now and then.
                 with anyio.move_on_after(interval):
                     await watch.wait()
-                self._check_peers_now()
             if not self.arm(n):
                 return
 

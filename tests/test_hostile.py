@@ -62,9 +62,9 @@ def test_a_reader_lagging_beyond_the_capacity_is_refused_not_copied(strategy: st
         outcome("reader ahead, write", lambda: w.try_write(b"z"))
         # A slot state no ring writes.
         poke(m, slot0 + layout["slot_position"], 1000)
-        poke(m, slot0 + layout["slot_state"], 77, 4)
+        poke(m, slot0 + layout["slot_word"], 77, 4)  # the state: the word's low half
         outcome("bad state, write", lambda: w.try_write(b"z"))
-        poke(m, slot0 + layout["slot_state"], 2, 4)
+        poke(m, slot0 + layout["slot_word"], 2, 4)
         outcome("repaired, write", lambda: w.try_write(b"z"))
         # Waiting bits for slots the ring does not have: a wakeup must not
         # index past the header's slots.
@@ -91,6 +91,26 @@ def test_a_reader_lagging_beyond_the_capacity_is_refused_not_copied(strategy: st
     assert outcomes["writer cursor, reader read"].startswith("BrokenResourceError")
     assert outcomes["writer cursor, reader wait"].startswith("BrokenResourceError")
     assert outcomes["close"] == "returned None"
+
+
+@pytest.mark.parametrize("position", [5 * PAGE, (1 << 63) + PAGE], ids=["past", "far past"])
+def test_a_corrupt_write_cursor_before_any_reader_joined(position: int) -> None:
+    outcomes = run_scenario(
+        CORRUPTOR
+        + textwrap.dedent(f"""
+        ring = aring.Ring(4 * {PAGE}, strategy="memfd")
+        w = ring.writer()  # no reader yet: the writer is held back by a virtual one at 0
+        m = second_mapping(ring)
+        poke(m, ring._layout()["write_position"], {position})
+        outcome("partial write", lambda: w.try_write(b"y" * 64 * ring.capacity, partial=True))
+        outcome("writable", w.writable)
+        outcome("wait", lambda: w.wait(1, timeout=1))
+        """)
+    )
+    for label in ("partial write", "writable"):
+        assert outcomes[label].startswith("BrokenResourceError"), outcomes[label]
+        assert "before any reader joined" in outcomes[label]
+    assert outcomes["wait"].startswith("BrokenResourceError")
 
 
 def test_closing_the_buffer_under_a_ring_is_refused() -> None:

@@ -341,3 +341,134 @@ def test_busy_messages_say_what_is_busy() -> None:
     )
     assert outcomes["thread"] == "BusyResourceError: another thread is using this reader"
     assert outcomes["task"] == "BusyResourceError: another task is already using this writer"
+
+
+def test_a_signal_handler_closing_the_ring_during_a_sliced_wait() -> None:
+    outcomes = run_scenario(
+        """
+        import mmap, signal
+        ring = aring.Ring(4096, strategy="memfd")
+        w, r = ring.writer(), ring.reader()
+        layout = ring._layout()
+        m = mmap.mmap(ring.buffer.fileno(), layout["data"] + ring.capacity)
+        # The reader looks like another live process's (pid 1, start time not
+        # recorded): the writer's wait is cut into peer-check slices, with a
+        # signal handler running in between.
+        pid_at = layout["slots"] + layout["slot_pid"]
+        start_at = layout["slots"] + layout["slot_start"]
+        m[pid_at:pid_at + 4] = (1).to_bytes(4, "little")
+        m[start_at:start_at + 8] = bytes(8)
+        m.close()
+        w.try_write(b"x" * ring.capacity)
+        signal.signal(signal.SIGALRM, lambda *args: ring.close())
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        outcome("send", lambda: w.sync.send(b"y", timeout=10))
+        """
+    )
+    assert outcomes["send"].startswith("ClosedResourceError")
+
+
+def test_a_child_closing_an_inherited_ring_waits_for_its_own_copies() -> None:
+    outcomes = run_scenario(
+        """
+        ring = aring.Ring(128 << 20)
+        pid = os.fork()
+        if pid == 0:
+            # New ends on the inherited ring, no reattach() needed; a thread of
+            # the child copies without the GIL while the child closes the ring.
+            w, r = ring.writer(), ring.reader()
+            w.try_write(b"x" * (128 << 20))
+            buffer = bytearray(128 << 20)
+            started = threading.Event()
+            def read():
+                started.set()
+                try:
+                    for _ in range(20):
+                        r.try_read_into(buffer)
+                except ClosedResourceError:
+                    pass
+            t = threading.Thread(target=read)
+            t.start()
+            started.wait()
+            time.sleep(0.002)
+            ring.close()
+            t.join()
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        outcome("child", lambda: os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert outcomes["child"] == "returned 0"
+
+
+def test_closing_a_stale_copy_never_frees_a_slot_claimed_again() -> None:
+    outcomes = run_scenario(
+        """
+        ring = aring.Ring(4096)
+        w = ring.writer()
+        r1 = ring.reader()
+        pid = os.fork()
+        if pid == 0:  # a worker takes r1 over, then closes it: the slot is free
+            r1.reattach()
+            r1.close()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        r2 = ring.reader()  # gets the same slot
+        outcome("same slot", lambda: r1.slot == r2.slot)
+        r1.close()  # the parent's stale copy of the handed-over end
+        w.try_write(b"A" * 4096)
+        outcome("second full write", lambda: w.try_write(b"B" * 4096))
+        outcome("r2 reads", lambda: r2.try_read(4))
+        outcome("another reader", ring.reader)
+        """
+    )
+    assert outcomes["same slot"] == "returned True"
+    assert outcomes["second full write"] == "returned 0", "r2's unread bytes were overwritten"
+    assert outcomes["r2 reads"] == "returned b'AAAA'"
+    assert outcomes["another reader"].startswith("RuntimeError: all 1 reader slots")
+
+
+def test_short_timeouts_still_find_a_dead_reader() -> None:
+    outcomes = run_scenario(
+        """
+        ring = aring.Ring(4096, readers=2)
+        w, mine = ring.writer(), ring.reader()
+        pid = os.fork()
+        if pid == 0:
+            ring.reader()  # a slot held by this child, which dies
+            os._exit(0)
+        os.waitpid(pid, 0)
+        w.try_write(b"x" * ring.capacity)
+        mine.consume(ring.capacity)
+        start, tries = time.monotonic(), 0
+        while True:  # each wait is shorter than the peer-check interval
+            tries += 1
+            try:
+                w.sync.send(b"y", timeout=0.05)
+                break
+            except TimeoutError:
+                if time.monotonic() - start > 10:
+                    break
+        outcome("found within", lambda: time.monotonic() - start < 5)
+        outcome("dead readers", lambda: ring.dead_readers)
+        """
+    )
+    assert outcomes["found within"] == "returned True"
+    assert outcomes["dead readers"] == "returned 1"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ in Python needs 3.12")
+def test_a_buffer_that_closes_the_ring_while_it_is_asked_for() -> None:
+    outcomes = run_scenario(
+        """
+        ring = aring.Ring(4096)
+        w, r = ring.writer(), ring.reader()
+        w.try_write(b"x" * 100)
+        class Closing:
+            def __buffer__(self, flags):
+                ring.close()
+                return memoryview(bytearray(100))
+        outcome("read into", lambda: r.try_read_into(Closing()))
+        """
+    )
+    assert outcomes["read into"].startswith("ClosedResourceError")

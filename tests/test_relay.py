@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -248,6 +249,43 @@ async def test_a_relayed_connection_costs_its_sockets_and_ring_memory_only() -> 
                 await stream.aclose()
             tg.cancel_scope.cancel()
     assert per_connection <= 2 + 4, per_connection
+
+
+async def test_a_relay_that_cannot_make_any_connection_fails_instead_of_spinning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unsupported(self: object, options: object) -> None:
+        raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+
+    monkeypatch.setattr(aring._relay._Prepared, "__init__", unsupported)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    client = None
+    with (
+        anyio.fail_after(20),
+        pytest.RaisesGroup(
+            pytest.RaisesExc(OSError, match="Address family not supported"),
+            flatten_subgroups=True,
+        ),
+    ):
+        async with create_task_group() as tg:
+            tg.start_soon(ticker)
+            port = await tg.start(
+                lambda task_status: serve_relay(
+                    ("127.0.0.1", 0), ("127.0.0.1", 9), task_status=task_status
+                )
+            )
+            client = socket.create_connection(("127.0.0.1", port))
+            await anyio.sleep(5)  # the relay fails long before this is over
+    if client is not None:
+        client.close()
+    assert ticks > 0, "the event loop was starved"
 
 
 async def test_bad_options_are_refused_before_anything_listens() -> None:

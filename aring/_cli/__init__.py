@@ -19,17 +19,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     loop = getattr(args, "loop", None)
-    if loop == "uvloop" and not _have_uvloop():
+    if loop in ("uvloop", "trio") and not _have(loop):
         parser.exit(
             2,
-            f"aring {args.command}: error: --loop uvloop needs uvloop, which is not installed: "
-            "pip install 'aring[uvloop]'\n",
-        )
-    if loop == "trio" and not _have("trio"):
-        parser.exit(
-            2,
-            f"aring {args.command}: error: --loop trio needs trio, which is not installed: "
-            "pip install 'aring[trio]'\n",
+            f"aring {args.command}: error: --loop {loop} needs {loop}, which is not installed: "
+            f"pip install 'aring[{loop}]'\n",
         )
     if args.command == "demo" and not args.threads:
         from .relay_demo import run_relay_demo
@@ -82,7 +76,3 @@ def _have(module: str) -> bool:
     except ImportError:
         return False
     return True
-
-
-def _have_uvloop() -> bool:
-    return _have("uvloop")

@@ -30,6 +30,7 @@ cdef class _End:
 
     def __cinit__(self, RingCore core not None, *args, **kwargs):
         core._check_open()
+        core._adopt_generation()
         self._core = core
         self._kind = "end"
         self._generation = aring_fork_generation()
@@ -53,6 +54,21 @@ cdef class _End:
 
     cdef int _check_peers(self) except -1:
         return 0
+
+    cdef bint _peers_due(self) noexcept:
+        """Whether a peer lives in another process and was last checked an interval ago.
+
+        At most one check per PEER_CHECK_INTERVAL, however the waits are cut
+        (short timeouts, an outer deadline), so a dead peer is always found.
+        """
+        cdef uint64_t now
+        if not self._foreign_peer():
+            return False
+        now = aring_now_ns()
+        if now - self._peers_checked_ns < <uint64_t> (PEER_CHECK_INTERVAL * 1e9):
+            return False
+        self._peers_checked_ns = now
+        return True
 
     cdef int _check_usable(self) except -1:
         """ClosedResourceError, ForkedError or BusyResourceError if this thread may not use the end."""
@@ -166,20 +182,19 @@ cdef class _End:
         self._check_usable()
         return self._ready_nogil(n)
 
-    def _peer_check_interval(self):
-        """Seconds between checks that the other side's process lives, or None.
+    def _watch_peers(self):
+        """For a task about to sleep: None while every peer is in this process, else
+        the seconds to sleep at most before calling this again.
 
-        None while every peer this end waits for is in this process; a peer in
-        another process cannot wake us when it dies, so waits are cut into
-        slices and ``_check_peers()`` runs between them.
+        A peer in another process cannot wake us when it dies, so the sleep is
+        cut into slices, and each call looks for a dead peer when one is due.
         """
         self._check_usable()
-        return PEER_CHECK_INTERVAL if self._foreign_peer() else None
-
-    def _check_peers_now(self):
-        """Look for a peer that died without closing (see ``_peer_check_interval``)."""
-        self._check_usable()
-        self._check_peers()
+        if not self._foreign_peer():
+            return None
+        if self._peers_due():
+            self._check_peers()
+        return PEER_CHECK_INTERVAL
 
     def drain(self):
         """Reset the notifier after a wakeup."""
@@ -215,10 +230,7 @@ cdef class _End:
         self._generation = aring_fork_generation()
         self._owner = 0
         self._task_busy = False
-        if self._core._generation != self._generation:
-            # Threads do not survive fork(): their in-flight counts are void.
-            self._core._generation = self._generation
-            self._core._inflight = 0
+        self._core._adopt_generation()
         self._take_over()
 
 
@@ -231,7 +243,7 @@ cdef class WriterEnd(_End):
         core._has_writer = True
         core._ends.append(self)
         self._kind = "writer"
-        self._take_over()
+        _record_owner(&core._hdr.writer)
 
     cdef _take_over(self):
         _record_owner(&self._core._hdr.writer)
@@ -247,7 +259,7 @@ cdef class WriterEnd(_End):
             return True
         w = aring_load_relaxed_u64(&h.write_position.value)
         if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
-            return cap - w >= <uint64_t> need
+            return w > cap or cap - w >= <uint64_t> need   # past cap: corrupt, look and report
         active = _scan_readers(h, self._core._max_readers, -1, w, cap, True, &lag)
         if active <= 0:
             return True
@@ -398,23 +410,29 @@ cdef class ReaderEnd(_End):
 
     def __cinit__(self, RingCore core not None, *args, **kwargs):
         cdef aring_header *h = core._hdr
-        cdef uint32_t i
+        cdef uint32_t i, claims
         cdef int slot = -1
-        cdef uint64_t pos, again
+        cdef uint64_t pos, again, word, active
         self._kind = "reader"
         for i in range(core._max_readers):
-            if aring_cas_u32(&h.slots[i].state, ARING_SLOT_FREE, ARING_SLOT_CLAIMED):
+            word = aring_load_acquire_u64(&h.slots[i].word)
+            claims = aring_slot_claims(word)
+            if aring_slot_state(word) == ARING_SLOT_FREE and aring_cas_u64(
+                &h.slots[i].word, word, aring_slot_word(ARING_SLOT_CLAIMED, claims + 1)
+            ):
                 slot = i
                 break
         if slot < 0:
             raise RuntimeError(f"all {core._max_readers} reader slots of the ring are taken")
         self._slot = slot
+        self._claims = claims + 1
+        active = aring_slot_word(ARING_SLOT_ACTIVE, self._claims)
         core._ends.append(self)
-        self._take_over()
+        _record_owner(&h.slots[slot].owner)
         if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
             # The writer is held back by a virtual reader at 0: start there.
             aring_store_release_u64(&h.slots[slot].position, 0)
-            aring_store_seqcst_u32(&h.slots[slot].state, ARING_SLOT_ACTIVE)
+            aring_store_seqcst_u64(&h.slots[slot].word, active)
             aring_fetch_or_u32(&h.geometry.flags, ARING_FLAG_READER_ATTACHED)
             return
         # Join at the oldest byte still kept for the others (or at the write
@@ -423,7 +441,7 @@ cdef class ReaderEnd(_End):
         pos = _join_position(core, slot)
         while True:
             aring_store_release_u64(&h.slots[slot].position, pos)
-            aring_store_seqcst_u32(&h.slots[slot].state, ARING_SLOT_ACTIVE)
+            aring_store_seqcst_u64(&h.slots[slot].word, active)
             # The writer may have freed bytes behind a reader that moved on
             # before it saw us: if the oldest moved, follow it.
             again = _join_position(core, slot)
@@ -432,7 +450,21 @@ cdef class ReaderEnd(_End):
             pos = again
 
     cdef _take_over(self):
-        _record_owner(&self._core._hdr.slots[self._slot].owner)
+        # The new holder first, then a new claim: a writer that looked at the
+        # old holder (dead, say) and would free the slot finds the claim changed.
+        cdef aring_slot *slot = &self._core._hdr.slots[self._slot]
+        _record_owner(&slot.owner)
+        if not aring_cas_u64(
+            &slot.word,
+            aring_slot_word(ARING_SLOT_ACTIVE, self._claims),
+            aring_slot_word(ARING_SLOT_ACTIVE, self._claims + 1),
+        ):
+            self._closed = True
+            raise BrokenResourceError(
+                f"reader slot {self._slot} was freed or taken by another reader before "
+                "reattach() (its holder's process died, or another copy of this end closed it)"
+            )
+        self._claims += 1
 
     cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil:
         cdef aring_header *h = self._core._hdr
@@ -450,15 +482,14 @@ cdef class ReaderEnd(_End):
         return self._core._reader_rfd[self._slot]
 
     cdef bint _foreign_peer(self) noexcept:
-        return self._core._hdr.writer.pid != _my_pid()
+        return aring_load_acquire_u32(&self._core._hdr.writer.pid) != _my_pid()
 
     cdef int _check_peers(self) except -1:
         cdef RingCore core = self._core
         cdef aring_header *h = core._hdr
-        cdef aring_owner *writer = &h.writer
         if aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_WRITER_CLOSED:
             return 0
-        if aring_process_alive(writer.pid, writer.start) == ARING_PROCESS_DEAD:
+        if _owner_dead(&h.writer):
             # Every reader now sees the end of the stream, and that it was cut.
             aring_fetch_or_u32(&h.geometry.flags, ARING_FLAG_WRITER_DIED | ARING_FLAG_WRITER_CLOSED)
             core._wake_readers(True)
@@ -466,13 +497,17 @@ cdef class ReaderEnd(_End):
 
     cdef _leave(self):
         # The slot is freed; wake the writer (more space, or nobody left) and
-        # a thread of ours blocked in wait() on this end.  A slot that another
-        # process took over (reattach() in a child) is that process's to free.
+        # a thread of ours blocked in wait() on this end.  Only our own claim is
+        # freed: a slot that a child took over (reattach()), or that was freed
+        # and claimed by another reader since, is not ours to free.
         cdef RingCore core = self._core
         cdef aring_slot *slot = &core._hdr.slots[self._slot]
         core._ends.remove(self)
-        if slot.owner.pid == _my_pid():
-            aring_store_seqcst_u32(&slot.state, ARING_SLOT_FREE)
+        if aring_cas_u64(
+            &slot.word,
+            aring_slot_word(ARING_SLOT_ACTIVE, self._claims),
+            aring_slot_word(ARING_SLOT_FREE, self._claims),
+        ):
             core._wake_writer(<uint64_t> -1)
         aring_notifier_signal(core._notifier, core._reader_wfd[self._slot])
 
@@ -607,6 +642,7 @@ cdef class ReaderEnd(_End):
         self._check_usable()
         _get_buffer(buffer, &view, True, "buffer")
         try:
+            self._check_usable()  # getting the buffer may have run Python code (__buffer__)
             if view.len == 0:
                 raise ValueError("buffer must not be empty")
             avail = self._readable(&eof)

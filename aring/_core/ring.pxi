@@ -57,8 +57,32 @@ cdef inline uint32_t _my_pid() noexcept:
 
 
 cdef inline void _record_owner(aring_owner *owner) noexcept:
+    """Write who holds an end; a concurrent _read_owner never takes a half-written record."""
+    cdef uint32_t odd = aring_load_acquire_u32(&owner.seq) | 1
+    aring_store_seqcst_u32(&owner.seq, odd)        # being written
     owner.pid = _my_pid()
     owner.start = _identity_start
+    aring_store_release_u32(&owner.seq, odd + 1)   # even again, and changed
+
+
+cdef inline bint _read_owner(aring_owner *owner, uint32_t *pid, uint64_t *start) noexcept:
+    """Who holds an end; False if the record was being rewritten meanwhile (look later)."""
+    cdef uint32_t before = aring_load_acquire_u32(&owner.seq)
+    if before & 1:
+        return False
+    pid[0] = aring_load_acquire_u32(&owner.pid)
+    start[0] = aring_load_acquire_u64(&owner.start)
+    aring_fence_seqcst()
+    return aring_load_acquire_u32(&owner.seq) == before
+
+
+cdef inline bint _owner_dead(aring_owner *owner) noexcept:
+    """Whether the process recorded in ``owner`` is gone (never true of this process)."""
+    cdef uint32_t pid
+    cdef uint64_t start
+    if not _read_owner(owner, &pid, &start) or pid == _my_pid():
+        return False
+    return aring_process_alive(pid, start) == ARING_PROCESS_DEAD
 
 
 cdef inline int _scan_readers(aring_header *h, uint32_t max_readers, int skip, uint64_t w,
@@ -80,7 +104,7 @@ cdef inline int _scan_readers(aring_header *h, uint32_t max_readers, int skip, u
     for i in range(max_readers):
         if <int> i == skip:
             continue
-        state = aring_load_acquire_u32(&h.slots[i].state)
+        state = aring_slot_state(aring_load_acquire_u64(&h.slots[i].word))
         if state != ARING_SLOT_ACTIVE:
             if state > ARING_SLOT_ACTIVE:
                 return -1 - <int> i
@@ -225,11 +249,17 @@ cdef class RingCore:
         cdef aring_header *h = self._hdr
         cdef uint64_t w = aring_load_relaxed_u64(&h.write_position.value)
         cdef uint64_t lag
+        cdef int active
         if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
             # No reader yet: hold the writer back as if one sat at position 0,
             # so the first reader sees everything.
+            if w > self._cap:
+                raise self._corrupt(
+                    f"the write position is {w} before any reader joined, past the "
+                    f"capacity ({self._cap})"
+                )
             return <Py_ssize_t> (self._cap - w)
-        cdef int active = _scan_readers(h, self._max_readers, -1, w, self._cap, True, &lag)
+        active = _scan_readers(h, self._max_readers, -1, w, self._cap, True, &lag)
         if active < 0:
             raise self._corrupt_slot(-1 - active, w)
         if active == 0:
@@ -245,7 +275,8 @@ cdef class RingCore:
     cdef object _corrupt_slot(self, int slot, uint64_t w):
         cdef aring_slot *s = &self._hdr.slots[slot]
         return self._corrupt(
-            f"reader slot {slot} is in state {aring_load_acquire_u32(&s.state)} at position "
+            f"reader slot {slot} is in state {aring_slot_state(aring_load_acquire_u64(&s.word))} "
+            f"at position "
             f"{aring_load_acquire_u64(&s.position)}, with the write position at {w} and a "
             f"capacity of {self._cap}"
         )
@@ -254,25 +285,27 @@ cdef class RingCore:
         """Free the slots of readers whose process died without closing; how many."""
         cdef aring_header *h = self._hdr
         cdef aring_slot *s
+        cdef uint64_t word
         cdef uint32_t i
         cdef int reaped = 0
         for i in range(self._max_readers):
             s = &h.slots[i]
-            if (aring_load_acquire_u32(&s.state) != ARING_SLOT_ACTIVE
-                    or s.owner.pid == _my_pid()):
+            word = aring_load_acquire_u64(&s.word)
+            if aring_slot_state(word) != ARING_SLOT_ACTIVE or not _owner_dead(&s.owner):
                 continue
-            if aring_process_alive(s.owner.pid, s.owner.start) == ARING_PROCESS_DEAD:
-                if aring_cas_u32(&s.state, ARING_SLOT_ACTIVE, ARING_SLOT_FREE):
-                    aring_fetch_and_u64(&h.readers_waiting.value, ~((<uint64_t> 1) << i))
-                    aring_fetch_add_u64(&h.dead_readers.value, 1)
-                    reaped += 1
+            # Free only the claim we looked at: if the slot was taken over
+            # (reattach) or freed and claimed again meanwhile, its word changed.
+            if aring_cas_u64(&s.word, word, aring_slot_word(ARING_SLOT_FREE, aring_slot_claims(word))):
+                aring_fetch_and_u64(&h.readers_waiting.value, ~((<uint64_t> 1) << i))
+                aring_fetch_add_u64(&h.dead_readers.value, 1)
+                reaped += 1
         return reaped
 
     cdef bint _foreign_readers(self) noexcept:
         cdef uint32_t i
         for i in range(self._max_readers):
-            if (aring_load_acquire_u32(&self._hdr.slots[i].state) == ARING_SLOT_ACTIVE
-                    and self._hdr.slots[i].owner.pid != _my_pid()):
+            if (aring_slot_state(aring_load_acquire_u64(&self._hdr.slots[i].word)) == ARING_SLOT_ACTIVE
+                    and aring_load_acquire_u32(&self._hdr.slots[i].owner.pid) != _my_pid()):
                 return True
         return False
 
@@ -334,6 +367,16 @@ cdef class RingCore:
             memcpy(dst, src, n)
         return 0
 
+    cdef void _adopt_generation(self) noexcept:
+        """In a child of fork(): the parent's threads are gone, so are their in-flight counts.
+
+        Called before this process starts using the ring (a new end, reattach()),
+        so that close() here waits for this process's own GIL-free operations.
+        """
+        if self._generation != aring_fork_generation():
+            self._generation = aring_fork_generation()
+            self._inflight = 0
+
     cdef void _signal_all(self) noexcept:
         """Wake every waiter of this process; they look again and see why."""
         cdef Py_ssize_t i
@@ -372,9 +415,10 @@ cdef class RingCore:
             "writer_pid": <char *> &self._hdr.writer.pid - base,
             "slots": <char *> first - base,
             "slot_size": <char *> &self._hdr.slots[1] - <char *> first,
-            "slot_state": <char *> &first.state - <char *> first,
+            "slot_word": <char *> &first.word - <char *> first,
             "slot_position": <char *> &first.position - <char *> first,
             "slot_pid": <char *> &first.owner.pid - <char *> first,
+            "slot_start": <char *> &first.owner.start - <char *> first,
             "data": self._buffer._header,
         }
 

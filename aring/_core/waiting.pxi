@@ -75,7 +75,12 @@ cdef object _wait(_End end, Py_ssize_t need, double timeout):
     try:
         if end._spin_ns and not end._ready_nogil(need):
             _spin(end, need)
+        # arm() checks first that the end and the ring are still usable: _poll
+        # may have run signal handlers (Python code) that closed them.
         while end.arm(need):
+            if end._peers_due():
+                end._check_peers()
+                continue   # a dead peer freed may be all we waited for
             if timeout >= 0:
                 left = deadline - _time.monotonic()
                 if left <= 0:
@@ -86,8 +91,6 @@ cdef object _wait(_End end, Py_ssize_t need, double timeout):
             fd = end._notifier_rfd()
             if _poll(core, fd, slice_):
                 aring_notifier_drain(core._notifier, fd)
-            elif slice_ != left:
-                end._check_peers()
         return True
     finally:
         end._release(token)

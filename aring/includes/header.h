@@ -12,7 +12,7 @@
 
 #define ARING_LINE 64
 #define ARING_MAGIC 0x31474e4952415f41ULL /* "A_ARING1" little-endian */
-#define ARING_LAYOUT_VERSION 2u
+#define ARING_LAYOUT_VERSION 3u
 #define ARING_MAX_READERS 64
 
 /* header flags, changed with fetch_or */
@@ -20,10 +20,18 @@
 #define ARING_FLAG_WRITER_DIED 2u      /* set with WRITER_CLOSED: its process died first */
 #define ARING_FLAG_READER_ATTACHED 4u
 
-/* reader slot states */
+/* reader slot states: the low 32 bits of a slot's word; the high 32 bits
+ * count claims, so a slot freed and claimed again is never taken for the old
+ * one (a stale end's close, a reaper that looked at the old holder). */
 #define ARING_SLOT_FREE 0u
 #define ARING_SLOT_CLAIMED 1u
 #define ARING_SLOT_ACTIVE 2u
+
+static inline uint32_t aring_slot_state(uint64_t word) { return (uint32_t)word; }
+static inline uint32_t aring_slot_claims(uint64_t word) { return (uint32_t)(word >> 32); }
+static inline uint64_t aring_slot_word(uint32_t state, uint32_t claims) {
+    return ((uint64_t)claims << 32) | state;
+}
 
 typedef struct {
     uint64_t magic;
@@ -40,10 +48,12 @@ typedef struct {
 } aring_geometry;
 
 /* Who holds an end: enough to tell, from another process, that it died.  The
- * start time tells a reused pid from the process that held the end. */
+ * start time tells a reused pid from the process that held the end.  `seq` is
+ * odd while the record is being rewritten (reattach()): a reader of the record
+ * takes it only if `seq` was even and unchanged around its reads. */
 typedef struct {
     uint32_t pid;
-    uint32_t _pad0;
+    uint32_t seq;
     uint64_t start;        /* the process's start time (clock ticks since boot), 0 if unknown */
 } aring_owner;
 
@@ -59,8 +69,7 @@ typedef struct {
 } aring_waiter;
 
 typedef struct {
-    uint32_t state;        /* ARING_SLOT_* */
-    uint32_t _pad0;
+    uint64_t word;         /* aring_slot_word(ARING_SLOT_*, claims) */
     uint64_t position;     /* read position; only grows */
     uint64_t wake_at;      /* while sleeping: the write position wanted */
     aring_owner owner;

@@ -113,9 +113,13 @@ static int aring_create_unnamed(const char *dir, size_t size, int *out, char *tm
     int fd = -1;
     tmpname[0] = '\0';
 #if defined(O_TMPFILE)
-    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
-        return aring_fail(e, "open(O_TMPFILE)");
+    /* An unnamed file is named later through /proc/self/fd: without /proc, use
+     * a random name instead. */
+    if (access("/proc/self/fd", X_OK) == 0) {
+        fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
+            return aring_fail(e, "open(O_TMPFILE)");
+    }
 #endif
     if (fd < 0) {
         if (snprintf(tmpname, tmpname_size, "%s/.aring-XXXXXX", dir) >= (int)tmpname_size) {

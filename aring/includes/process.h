@@ -7,7 +7,9 @@
  * held an end and died is told from a live one, and from a later process that
  * reuses its pid, by its start time (Linux: field 22 of /proc/PID/stat); a
  * zombie counts as dead, since the parent that should reap it may be the very
- * writer waiting for it.
+ * writer waiting for it.  Limits: a holder in another pid namespace than the
+ * checker's /proc is taken for dead, and so is a process whose main thread
+ * exited while others run on (its leader shows as a zombie).
  */
 #ifndef ARING_PROCESS_H
 #define ARING_PROCESS_H
@@ -30,12 +32,11 @@ static inline unsigned long aring_fork_generation(void) { return aring_fork_gene
 #define ARING_PROCESS_ALIVE 1
 #define ARING_PROCESS_DEAD 0
 
-/* /proc/PID/stat: state and start time.  0 when read, -1 when there is no such
- * process (or no /proc). */
-static int aring_proc_stat(uint32_t pid, char *state, uint64_t *start) {
+/* A /proc/.../stat file: the process's state and start time.  0 when read,
+ * -1 when there is no such process (or no /proc). */
+static int aring_read_stat(const char *path, char *state, uint64_t *start) {
 #if defined(__linux__)
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
+    char buf[1024];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     ssize_t n = read(fd, buf, sizeof buf - 1);
@@ -56,25 +57,28 @@ static int aring_proc_stat(uint32_t pid, char *state, uint64_t *start) {
     *start = strtoull(p, NULL, 10);
     return 0;
 #else
-    (void)pid; (void)state; (void)start;
+    (void)path; (void)state; (void)start;
     return -1;
 #endif
 }
 
-/* The identity this process stores in the header when it takes an end. */
+/* The identity this process stores in the header when it takes an end: read
+ * through /proc/self, which is right even where /proc shows another pid
+ * namespace than ours. */
 static uint64_t aring_self_start(void) {
     char state;
     uint64_t start = 0;
-    if (aring_proc_stat((uint32_t)getpid(), &state, &start) < 0) return 0;
+    if (aring_read_stat("/proc/self/stat", &state, &start) < 0) return 0;
     return start;
 }
 
 /* Whether the process that stored (pid, start) still runs. */
 static int aring_process_alive(uint32_t pid, uint64_t start) {
-    char state;
+    char state, path[64];
     uint64_t now_start;
     if (pid == 0) return ARING_PROCESS_DEAD;
-    if (aring_proc_stat(pid, &state, &now_start) == 0) {
+    snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
+    if (aring_read_stat(path, &state, &now_start) == 0) {
         if (state == 'Z' || state == 'X') return ARING_PROCESS_DEAD;
         if (start != 0 && now_start != start) return ARING_PROCESS_DEAD;  /* pid reused */
         return ARING_PROCESS_ALIVE;
