@@ -23,6 +23,14 @@ def drain_notifier(fd: int, kind: str) -> None: ...
 def _check_timeout(timeout: float | None) -> float | None: ...
 def _ring_capacity(capacity: int, item_size: int = 1) -> int: ...
 
+FORWARD_BUDGET: Final[int]
+FORWARD_STALLED: Final[int]
+FORWARD_SOURCE_END: Final[int]
+
+def _forward(
+    writer: WriterEnd, reader: ReaderEnd, src_fd: int, dst_fd: int, budget: int
+) -> tuple[int, int, int]: ...
+
 @disjoint_base
 class DoubleMappedBuffer:
     # Cython's __cinit__ takes the arguments, so the stub declares __new__.

@@ -52,6 +52,7 @@ MAX_READERS = ARING_MAX_READERS
 include "_core/errors.pxi"
 include "_core/mapping.pxi"
 include "_core/ring.pxi"
+include "_core/syscalls.pxi"
 include "_core/ends.pxi"
 include "_core/writer.pxi"
 include "_core/reader.pxi"

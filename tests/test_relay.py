@@ -592,3 +592,53 @@ def test_cli_relay_out_of_fds_queues_clients_logs_once_and_recovers() -> None:
             proc.kill()
             proc.wait(10)
         echo.close()
+
+
+@pytest.mark.parametrize("strategy", ["auto", "copy"])
+def test_forward_moves_every_byte_across_the_wrap_and_says_why_it_stopped(strategy: str) -> None:
+    """The relay's native loop: read into the ring, write from it, in C, until stalled."""
+    from aring import _native
+
+    forward = _native._forward
+    no_limit = 1 << 30  # the budget: never reached here
+    payload = os.urandom(3 * 4096 * 7 + 123)  # many laps of a 4 KiB ring
+    src_in, src_out = socket.socketpair()
+    dst_in, dst_out = socket.socketpair()
+    for sock in (src_out, dst_in, dst_out):
+        sock.setblocking(False)
+    with aring.Ring(4096, notifier="none", strategy=strategy) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        got = bytearray()
+        sent_total = 0
+        view = memoryview(payload)
+        while True:
+            if view:
+                view = view[src_in.send(view[:50_000]) :]
+            elif src_in.fileno() >= 0:
+                src_in.shutdown(socket.SHUT_WR)
+                src_in.close()
+            _, sent, why = forward(writer, reader, src_out.fileno(), dst_in.fileno(), no_limit)
+            sent_total += sent
+            with contextlib.suppress(BlockingIOError):
+                while chunk := dst_out.recv(65536):
+                    got += chunk
+            if why & _native.FORWARD_SOURCE_END and not reader.readable():
+                break
+            assert why & _native.FORWARD_STALLED  # the budget is never reached here
+        assert bytes(got) == payload
+        assert sent_total == len(payload)
+        # A destination that takes nothing: stalled with bytes still readable.
+        src_a, src_b = socket.socketpair()
+        with src_a, src_b:
+            src_b.setblocking(False)
+            src_a.sendall(b"x" * 4096)
+            dst_in.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            filler = b"f" * (1 << 20)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    dst_in.send(filler)  # nobody reads dst_out now
+            _, sent, why = forward(writer, reader, src_b.fileno(), dst_in.fileno(), no_limit)
+            assert sent == 0 and why & _native.FORWARD_STALLED
+            assert reader.readable() == 4096
+    for sock in (src_out, dst_in, dst_out):
+        sock.close()
