@@ -261,7 +261,8 @@ async def fill(
             else:
                 os.set_blocking(fd, False)
                 gone = "the writing end went away"
-                await _fill_pollable(writer, fd, _readv_into(fd), stats, gone)
+                read = functools.partial(_readv_one, fd)
+                await _fill_pollable(writer, fd, read, stats, gone)
     if eof:
         await writer.aclose()
     return stats.bytes
@@ -315,11 +316,8 @@ async def _fill_pollable(
         fd.release()
 
 
-def _readv_into(fd: int) -> Callable[[memoryview], int]:
-    return lambda view: os.readv(fd, [view])
-
-
 def _readv_one(fd: int, view: memoryview) -> int:
+    """One read(2) into ``view`` (os.read would allocate; readv fills it in place)."""
     return os.readv(fd, [view])
 
 
