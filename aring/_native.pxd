@@ -18,7 +18,6 @@ cdef extern from "includes/aring.h" nogil:
     uint32_t aring_load_acquire_u32(uint32_t *p)
     void aring_store_seqcst_u32(uint32_t *p, uint32_t v)
     uint32_t aring_exchange_u32(uint32_t *p, uint32_t v)
-    int aring_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired)
     int aring_cas_u64(uint64_t *p, uint64_t expected, uint64_t desired)
     void aring_store_seqcst_u64(uint64_t *p, uint64_t v)
     void aring_store_release_u32(uint32_t *p, uint32_t v)
