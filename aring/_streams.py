@@ -86,7 +86,6 @@ class _TaskSide:
         def capacity(self) -> int: ...
 
     def _init_task_side(self, ring: Ring) -> None:
-        self._watch = None
         self._ring = ring
 
     async def _run(self, attempt: Callable[[], _T | None], n: int) -> _T:
@@ -152,7 +151,7 @@ class _TaskSide:
             watch.close()
 
     def __del__(self) -> None:
-        watch = getattr(self, "_watch", None)
+        watch = self._watch
         if watch is not None:
             watch.close()
 

@@ -5,11 +5,10 @@ Each command lives in its own module, imported only when it runs.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Sequence
 
-from .args import build_parser
+from .args import build_parser, installed
 
 __all__ = ["main"]
 
@@ -19,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     loop = getattr(args, "loop", None)
-    if loop in ("uvloop", "trio") and not _have(loop):
+    if loop in ("uvloop", "trio") and not installed(loop):
         parser.exit(
             2,
             f"aring {args.command}: error: --loop {loop} needs {loop}, which is not installed: "
@@ -68,11 +67,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.exit(1, f"aring relay: error: {exc}\n")
     parser.print_help()
     return 2
-
-
-def _have(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from .._native import _ring_capacity
 from .._relay import DEFAULT_CAPACITY, DEFAULT_CONNECT_TIMEOUT, parse_address
 from .units import parse_size
 
-__all__ = ["LOOPS", "build_parser"]
+__all__ = ["LOOPS", "build_parser", "installed"]
 
 LOOPS = ("asyncio", "uvloop", "trio")
 
@@ -104,9 +105,14 @@ def _address(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _default_loop() -> str:
+def installed(module: str) -> bool:
+    """Whether ``module`` imports (an event loop the user may not have installed)."""
     try:
-        import uvloop  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
-        return "asyncio"
-    return "uvloop"
+        return False
+    return True
+
+
+def _default_loop() -> str:
+    return "uvloop" if installed("uvloop") else "asyncio"
