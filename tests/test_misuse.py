@@ -317,6 +317,94 @@ def test_closing_the_ring_while_readers_are_made_in_another_thread() -> None:
     assert outcomes["still open"] == "returned 0"
 
 
+def test_python_code_run_inside_a_call_closes_the_ring() -> None:
+    # Inside a native call, Python code runs wherever an allocation starts a
+    # collection (gc callbacks, finalizers) or the call asks an argument for
+    # its value (__index__); at those points another thread may run too.
+    # Here each such point in turn closes the ring (the 1st collection, the
+    # 2nd, ...): the calls must end in an exception, never touch the memory.
+    outcomes = run_scenario(
+        """
+        import socket
+        from anyio import BrokenResourceError, WouldBlock
+        closing = {"ring": None, "at": 0, "seen": 0, "in_index": False}
+        def close_now():
+            try:
+                closing["ring"].close()
+            except BufferError:   # a view is out: the ring refuses, stays open
+                pass
+        def on_collection(phase, info):
+            if phase == "start" and closing["ring"] is not None:
+                closing["seen"] += 1
+                if closing["seen"] == closing["at"]:
+                    close_now()
+        gc.callbacks.append(on_collection)
+        class Count:
+            def __init__(self, n):
+                self.n = n
+            def __index__(self):
+                if closing["in_index"] and closing["ring"] is not None:
+                    close_now()
+                return self.n
+        def calls(ring):
+            w, r, other = ring.writer(), ring.reader(), ring.reader()
+            w.writable(); w.try_write(b"abc" * 10)
+            view = w.try_reserve(Count(8))
+            if view is not None:
+                view[:3] = b"xyz"
+                del view
+                w.commit(Count(3))
+            w.try_write(bytearray(100), partial=True)
+            w.send_nowait(b"0123456789")
+            w.arm(Count(1)); w.wait(Count(1), timeout=0)
+            w.sync.send(b"s" * 5, timeout=0)
+            r.readable(); r.at_eof(); r.arm(Count(1))
+            view = r.try_peek(Count(1), limit=Count(50))
+            if view is not None:
+                bytes(view[:2])
+                del view
+                r.consume(Count(2))
+            r.try_read(Count(7)); r.try_read_into(bytearray(9))
+            r.receive_nowait(5); r.sync.receive(10, timeout=0)
+            r.wait(1, timeout=0); r.drain(); w.drain()
+            ring.notifier_writes; ring.dead_readers; ring._waiters()
+            a, b = socket.socketpair()
+            with a, b:
+                a.setblocking(False)
+                b.setblocking(False)
+                a.send(b"from the socket")
+                aring._native._forward(w, other, b.fileno(), a.fileno(), 4)
+            other.close(); w.close(); r.try_read(1 << 16); r.close()
+        expected = (ClosedResourceError, BrokenResourceError, EndOfStream, WouldBlock,
+                    TimeoutError, BufferError)
+        def run(at, in_index):
+            ring = aring.Ring(1 << 12, readers=3)
+            closing.update(ring=ring, at=at, seen=0, in_index=in_index)
+            gc.set_threshold(1, 1, 1)
+            try:
+                calls(ring)
+                error = None
+            except expected:
+                error = None
+            except BaseException as exc:
+                error = repr(exc)
+            finally:
+                gc.set_threshold(700, 10, 10)
+                closing["ring"] = None
+            ring.close()
+            return error
+        run(0, False)   # count the collections one pass makes
+        points = closing["seen"]
+        errors = {run(at, False) for at in range(1, points + 1)} | {run(0, True)}
+        outcome("collections", lambda: points > 20)
+        outcome("unexpected errors", lambda: sorted(errors - {None}))
+        """,
+        timeout=120,
+    )
+    assert outcomes["collections"] == "returned True"
+    assert outcomes["unexpected errors"] == "returned []"
+
+
 def test_busy_messages_say_what_is_busy() -> None:
     outcomes = run_scenario(
         """

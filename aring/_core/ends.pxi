@@ -18,13 +18,17 @@ cdef class _End:
     """What both ends share: state checks, ownership, views, waiting, closing."""
 
     def __cinit__(self, RingCore core not None, *args, **kwargs):
-        core._check_open()
-        core._adopt_generation()
+        # Allocate first: an allocation can run a collection, and through it
+        # any Python code (another thread, a finalizer) that may close the
+        # ring.  Nothing between this check and the subclass's use of the
+        # header may allocate.
+        self._views = []
         self._core = core
         self._kind = "end"
-        self._generation = aring_fork_generation()
-        self._views = []
         self._spin_ns = _SPIN_START_NS
+        core._check_open()
+        core._adopt_generation()
+        self._generation = aring_fork_generation()
 
     cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil:
         return True
@@ -103,6 +107,15 @@ cdef class _End:
             except BaseException:
                 pass   # someone exported from it; the mapping stays alive anyway
         self._views.clear()
+
+    cdef object _hand_out(self, Py_ssize_t offset, Py_ssize_t n, bint writable):
+        """A view lent to the caller until the next commit/consume (or close)."""
+        view = self._core._view(offset, n, writable)
+        if self._closed:   # by Python code run while the view was made
+            view.release()
+            self._check_usable()
+        self._views.append(view)
+        return view
 
     cdef Py_ssize_t _count_arg(self, object n, str what, Py_ssize_t low) except -1:
         cdef Py_ssize_t v

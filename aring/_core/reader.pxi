@@ -185,9 +185,7 @@ cdef class ReaderEnd(_End):
         cdef Py_ssize_t off = <Py_ssize_t> (
             aring_load_relaxed_u64(&core._hdr.slots[self._slot].position) % core._cap
         )
-        core._windows()
-        view = core._rwindow[off:off + avail]
-        self._views.append(view)
+        view = self._hand_out(off, avail, False)
         return view
 
     def consume(self, n):

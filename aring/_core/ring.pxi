@@ -236,13 +236,33 @@ cdef class RingCore:
             raise ClosedResourceError("the ring is closed")
         return 0
 
-    cdef object _windows(self):
-        # One export of the mapping shared by every view handed out; slices of
-        # it keep the export (and so the mapping) alive until they are gone.
+    cdef object _view(self, Py_ssize_t offset, Py_ssize_t n, bint writable):
+        """A view of n bytes of the mapping at offset, or ClosedResourceError.
+
+        One export of the mapping is shared by every view handed out; slices
+        of it keep the export (and so the mapping) alive until they are gone.
+        Each allocation here can run a collection, and through it Python code
+        that closes the ring: the result is only handed out if the ring is
+        still open once it exists.
+        """
+        cdef object window, rwindow, view
         if self._window is None:
-            self._window = memoryview(self._buffer)
-            self._rwindow = self._window.toreadonly()
-        return self._window
+            try:
+                window = memoryview(self._buffer)
+            except ValueError:
+                self._check_open()   # closed meanwhile: say so
+                raise
+            rwindow = window.toreadonly()
+            if self._closed:
+                rwindow.release()
+                window.release()
+                self._check_open()
+            self._window, self._rwindow = window, rwindow
+        view = (self._window if writable else self._rwindow)[offset:offset + n]
+        if self._closed:
+            view.release()
+            self._check_open()
+        return view
 
     cdef Py_ssize_t _space(self) except -2:
         """Free bytes for the writer, or BrokenResourceError."""

@@ -28,11 +28,14 @@ cdef Py_ssize_t _fd_call(RingCore core, bint reading, int fd, char *at, Py_ssize
     else:
         done = read(fd, at, n) if reading else write(fd, at, n)
         err = errno
+    if done < 0 and err == EINTR:
+        PyErr_CheckSignals()   # a handler may close the ring: looked at next
+    # Another thread, or a signal handler, may have closed the ring meanwhile:
+    # the caller must not touch the header again.
+    core._check_open()
     if done >= 0:
         return done
     if err == EAGAIN or err == EWOULDBLOCK or err == EINTR:
-        if err == EINTR:
-            PyErr_CheckSignals()
         return -1
     raise OSError(err, _os.strerror(err))
 
@@ -86,11 +89,11 @@ def _forward(WriterEnd writer not None, ReaderEnd reader not None, int src_fd, i
                         got = _fd_call(
                             core, True, src_fd, core._data + <Py_ssize_t> (w % core._cap), space
                         )
+                        if writer._closed:
+                            raise ClosedResourceError("the writer was closed during the read")
                         if got == 0:
                             why |= _FORWARD_SOURCE_END
                         elif got > 0:
-                            if core._closed or writer._closed:
-                                raise ClosedResourceError("the writer was closed during the read")
                             if core._mirrored:
                                 core._buffer._mirror(<Py_ssize_t> (w % core._cap), got)
                             aring_store_release_u64(&core._hdr.write_position.value, w + got)
@@ -103,9 +106,9 @@ def _forward(WriterEnd writer not None, ReaderEnd reader not None, int src_fd, i
                         core._data + <Py_ssize_t> (core._hdr.slots[reader._slot].position % core._cap),
                         avail,
                     )
+                    if reader._closed:
+                        raise ClosedResourceError("the reader was closed during the write")
                     if put > 0:
-                        if core._closed or reader._closed:
-                            raise ClosedResourceError("the reader was closed during the write")
                         reader._release_views()
                         reader._advance(put)
                         sent += put

@@ -71,8 +71,7 @@ cdef class WriterEnd(_End):
         cdef Py_ssize_t off = <Py_ssize_t> (
             aring_load_relaxed_u64(&core._hdr.write_position.value) % core._cap
         )
-        view = core._windows()[off:off + space]
-        self._views.append(view)
+        view = self._hand_out(off, space, True)
         self._reserved = space
         return view
 
