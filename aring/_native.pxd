@@ -209,6 +209,7 @@ cdef class _End:
     cpdef unsigned long _acquire(self, bint task=*) except? 1
     cpdef _release(self, unsigned long token, bint task=*)
     cdef void _release_views(self) noexcept
+    cdef int _take_back_views(self) except -1
     cdef object _hand_out(self, Py_ssize_t offset, Py_ssize_t n, bint writable)
     cdef Py_ssize_t _count_arg(self, object n, str what, Py_ssize_t low) except -1
     cdef Py_ssize_t _need_arg(self, object n) except -1

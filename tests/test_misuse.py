@@ -405,6 +405,66 @@ def test_python_code_run_inside_a_call_closes_the_ring() -> None:
     assert outcomes["unexpected errors"] == "returned []"
 
 
+@pytest.mark.parametrize(
+    "call",
+    ["commit", "try_write", "consume", "try_read", "try_read_into", "forward in", "forward out"],
+)
+def test_a_lent_view_whose_release_closes_the_ring(call: str) -> None:
+    # The call ends the borrow of a view nobody references any more: the view
+    # dies there and its weakref callback (any Python code; another thread may
+    # run too) closes the ring before the call moves the cursor.
+    outcomes = run_scenario(
+        f"""
+        import socket, weakref
+        ring = aring.Ring(4096)
+        w, r = ring.writer(), ring.reader()
+        w.try_write(b"0123456789")
+        call = {call!r}
+        lent = r.try_peek(1) if call in ("consume", "try_read", "try_read_into", "forward out") \\
+            else w.try_reserve(1)
+        ref = weakref.ref(lent, lambda _: ring.close())
+        del lent
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        a.send(b"from the socket")
+        calls = {{
+            "commit": lambda: w.commit(1),
+            "try_write": lambda: w.try_write(b"x"),
+            "consume": lambda: r.consume(1),
+            "try_read": lambda: r.try_read(4),
+            "try_read_into": lambda: r.try_read_into(bytearray(4)),
+            "forward in": lambda: aring._native._forward(w, r, b.fileno(), a.fileno(), 1 << 20),
+            "forward out": lambda: aring._native._forward(w, r, -1, a.fileno(), 1 << 20),
+        }}
+        outcome("call", calls[call])
+        outcome("closed", lambda: ring.closed)
+        """
+    )
+    assert outcomes["call"] == "ClosedResourceError: the ring is closed"
+    assert outcomes["closed"] == "returned True"
+
+
+def test_a_patched_clock_that_closes_the_ring_during_a_wait() -> None:
+    # Clock-patching tools make time.monotonic Python code; whatever it runs
+    # (here: closing the ring) must not leave wait() polling a closed fd.
+    outcomes = run_scenario(
+        """
+        ring = aring.Ring(4096)
+        w, r = ring.writer(), ring.reader()
+        real, calls = time.monotonic, [0]
+        def patched():
+            calls[0] += 1
+            if calls[0] == 2:
+                ring.close()
+            return real()
+        time.monotonic = patched
+        outcome("wait", lambda: r.wait(1, timeout=5))
+        """
+    )
+    assert outcomes["wait"] == "ClosedResourceError: the ring is closed"
+
+
 def test_busy_messages_say_what_is_busy() -> None:
     outcomes = run_scenario(
         """

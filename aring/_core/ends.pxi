@@ -65,10 +65,10 @@ cdef class _End:
 
     cdef int _check_usable(self) except -1:
         """ClosedResourceError, ForkedError or BusyResourceError if this thread may not use the end."""
+        if self._core._closed:   # first: closing the ring closed the ends too
+            raise ClosedResourceError("the ring is closed")
         if self._closed:
             raise ClosedResourceError(f"this {self._kind} is closed")
-        if self._core._closed:
-            raise ClosedResourceError("the ring is closed")
         if self._generation != aring_fork_generation():
             raise ForkedError(
                 f"this {self._kind} was inherited through fork(); call reattach() in this "
@@ -107,6 +107,16 @@ cdef class _End:
             except BaseException:
                 pass   # someone exported from it; the mapping stays alive anyway
         self._views.clear()
+
+    cdef int _take_back_views(self) except -1:
+        """End the borrow of the views lent out, before the cursor moves past them.
+
+        Their release may run Python code (weakref callbacks, another thread
+        taking the GIL) that closes the end or the ring: looked at again after.
+        """
+        self._release_views()
+        self._check_usable()
+        return 0
 
     cdef object _hand_out(self, Py_ssize_t offset, Py_ssize_t n, bint writable):
         """A view lent to the caller until the next commit/consume (or close)."""
@@ -213,8 +223,8 @@ cdef class _End:
         """Close this end (idempotent); see the subclasses for what the other side sees."""
         if self._closed:
             return
-        self._release_views()
         self._closed = True
+        self._release_views()
         if self._core._hdr == NULL or self._generation != aring_fork_generation():
             return  # unmapped, or inherited through fork(): shared state is not ours
         self._leave()

@@ -110,7 +110,7 @@ cdef class ReaderEnd(_End):
         # and claimed by another reader since, is not ours to free.
         cdef RingCore core = self._core
         cdef aring_slot *slot = &core._hdr.slots[self._slot]
-        core._ends.remove(self)
+        cdef Py_ssize_t i
         if aring_cas_u64(
             &slot.word,
             aring_slot_word(ARING_SLOT_ACTIVE, self._claims),
@@ -118,6 +118,10 @@ cdef class ReaderEnd(_End):
         ):
             core._wake_writer(<uint64_t> -1)
         aring_notifier_signal(core._notifier, core._reader_wfd[self._slot])
+        for i in range(len(core._ends)):   # by identity: list.remove() would call __eq__
+            if core._ends[i] is self:
+                del core._ends[i]
+                break
 
     @property
     def slot(self):
@@ -196,7 +200,7 @@ cdef class ReaderEnd(_End):
         cdef Py_ssize_t avail = self._readable(&eof)
         if count > avail:
             raise ValueError(f"consume({count}) is more than the {avail} bytes readable")
-        self._release_views()
+        self._take_back_views()
         if count == 0:
             return
         self._advance(count)
@@ -234,7 +238,7 @@ cdef class ReaderEnd(_End):
             self._release(token)
         if self._closed or core._closed:
             raise ClosedResourceError("the reader was closed during the copy")
-        self._release_views()
+        self._take_back_views()
         self._advance(avail)
         return data
 
@@ -271,7 +275,7 @@ cdef class ReaderEnd(_End):
             PyBuffer_Release(&view)
         if self._closed or core._closed:
             raise ClosedResourceError("the reader was closed during the copy")
-        self._release_views()
+        self._take_back_views()
         self._advance(avail)
         return avail
 

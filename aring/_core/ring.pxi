@@ -413,8 +413,9 @@ cdef class RingCore:
         self._check_open()
         cdef uint64_t mask = (aring_load_acquire_u64(&self._hdr.readers_waiting.value)
                               & aring_slot_mask(self._max_readers))
+        cdef bint writer = aring_load_acquire_u32(&self._hdr.writer_waiting.flag) != 0
         return {
-            "writer": aring_load_acquire_u32(&self._hdr.writer_waiting.flag) != 0,
+            "writer": writer,
             "readers": [i for i in range(self._max_readers) if mask >> i & 1],
         }
 

@@ -83,7 +83,7 @@ def _forward(WriterEnd writer not None, ReaderEnd reader not None, int src_fd, i
                 if src_fd >= 0 and not why & _FORWARD_SOURCE_END:
                     space = core._space()
                     if space:
-                        writer._release_views()
+                        writer._take_back_views()
                         writer._reserved = 0
                         w = aring_load_relaxed_u64(&core._hdr.write_position.value)
                         got = _fd_call(
@@ -109,7 +109,7 @@ def _forward(WriterEnd writer not None, ReaderEnd reader not None, int src_fd, i
                     if reader._closed:
                         raise ClosedResourceError("the reader was closed during the write")
                     if put > 0:
-                        reader._release_views()
+                        reader._take_back_views()
                         reader._advance(put)
                         sent += put
                 if got <= 0 and put <= 0:

@@ -83,6 +83,7 @@ cdef object _wait(_End end, Py_ssize_t need, double timeout):
                 continue   # a dead peer freed may be all we waited for
             if timeout >= 0:
                 left = deadline - _time.monotonic()
+                end._check_usable()   # time.monotonic may be Python code (patched clocks)
                 if left <= 0:
                     return False
             slice_ = left

@@ -83,7 +83,7 @@ cdef class WriterEnd(_End):
             raise ValueError(f"commit({count}) is more than the {self._reserved} bytes reserved")
         cdef RingCore core = self._core
         cdef uint64_t w = aring_load_relaxed_u64(&core._hdr.write_position.value)
-        self._release_views()
+        self._take_back_views()
         self._reserved = 0
         if count == 0:
             return
@@ -104,7 +104,7 @@ cdef class WriterEnd(_End):
         if n == 0:
             return 0
         # The view handed out by try_reserve covered this space; it is gone now.
-        self._release_views()
+        self._take_back_views()
         self._reserved = 0
         w = aring_load_relaxed_u64(&core._hdr.write_position.value)
         core._copy_in(w, src, n)
