@@ -3,6 +3,10 @@
 A case is a callable returning ``{metric: value}`` for one round.  Rounds run
 A B C A B C ... so machine drift hits every case alike; each figure is the
 median over the rounds with its min and max.
+
+Like for like: a row whose name contains "batch" takes many pieces per await on
+its batching side; every other row makes one call per piece.  ``add_ratios``
+refuses to set a batching row beside a per-piece peer (limit rows excepted).
 """
 
 from __future__ import annotations
@@ -47,16 +51,24 @@ def cpu_seconds(children: bool = False) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(work: Callable[[], int | tuple[int, float]]) -> dict[str, float]:
-    """Run ``work``: GB/s and this process's CPU s/GB.
+def timed(
+    work: Callable[[], int | tuple[int, float]], children: bool = False
+) -> dict[str, float]:
+    """Run ``work``: GB/s and CPU s/GB.
 
     ``work`` returns the bytes moved, or (bytes, seconds) when it times the
     transfer itself (leaving out event-loop start-up, which would otherwise
-    dominate short rounds).
+    dominate short rounds).  The CPU is this process's; with ``children`` it
+    also counts every child ``work`` started and reaped (waitpid/join) before
+    returning (RUSAGE_CHILDREN only counts reaped children).
     """
-    cpu, start = cpu_seconds(), time.perf_counter()
+
+    def cpu() -> float:
+        return cpu_seconds() + (cpu_seconds(children=True) if children else 0.0)
+
+    cpu0, start = cpu(), time.perf_counter()
     result = work()
-    elapsed, used = time.perf_counter() - start, cpu_seconds() - cpu
+    elapsed, used = time.perf_counter() - start, cpu() - cpu0
     moved, elapsed = result if isinstance(result, tuple) else (result, elapsed)
     return {"GB/s": moved / elapsed / 1e9, "CPU s/GB": used / (moved / 1e9)}
 
@@ -86,11 +98,22 @@ def interleave(
     return rows
 
 
+def batches(name: str) -> bool:
+    """Whether a row takes many pieces per await (its name says "batch")."""
+    return "batch" in name
+
+
 def add_ratios(rows: list[Row], pairs: dict[str, str], metrics: list[str]) -> None:
-    """rows[name].ratios["<metric> vs <peer>"] = median(name) / median(peer)."""
+    """rows[name].ratios["<metric> vs <peer>"] = median(name) / median(peer).
+
+    A peer row (kind "peer") must batch exactly when ``name`` does: a batched
+    row beside a per-piece peer is not a like-for-like ratio.
+    """
     by_name = {row.name: row for row in rows}
     for name, peer in pairs.items():
         if name in by_name and peer in by_name:
+            if by_name[peer].kind == "peer" and batches(name) != batches(peer):
+                raise ValueError(f"not like for like: {name!r} vs {peer!r}")
             for metric in metrics:
                 base = by_name[peer].median.get(metric)
                 if base:

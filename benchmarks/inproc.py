@@ -1,21 +1,33 @@
 """Task -> task hand-over in one process: aring beside anyio's memory object stream.
 
 Each case moves N MiB in CHUNK-byte pieces.  The producer makes every piece by
-copying it from a source block (one copy, as a recv would); the consumer
-touches each piece's length.  Rounds interleave the cases so machine drift hits
-all alike; each figure is the median of the rounds with min-max, and the ratio
-to the anyio memory object stream on the same backend is printed beside it.
+copying it from a source block (one copy, as a recv would); the consumer only
+takes each piece's length (no consumer touches the bytes, aring's or a peer's).
+Every buffer holds the same bytes: the ring has RING_CAPACITY bytes, a peer's
+queue RING_CAPACITY // CHUNK pieces.  Rounds interleave the cases so machine
+drift hits all alike; each figure is the median of the rounds with min-max.
 
-Cases per backend (asyncio, uvloop, trio):
-  anyio-mem     anyio.create_memory_object_stream(64): send(bytes(piece)) / async for
-  aring-send    writer.send(piece) / reader.receive(chunk): a copy in and a copy out
-  aring-view    writer.reserve + commit / reader.peek + consume: one copy in, zero out
-  aring-batch   as aring-view, but the producer fills every piece that fits in the free
-                space one reserve() hands out, then commits them at once
-plus memcpy (the limit: one copy per piece, no hand-over).
+Two families per backend (asyncio, uvloop, trio), each compared only within itself:
 
-Peers: anyio memory object stream, asyncio.Queue (asyncio, uvloop), trio memory
-channel (trio), memcpy (the limit).
+one call per piece (one await per piece on both sides):
+  aring-send          writer.send(piece) / reader.receive(chunk): a copy in and a copy out
+  aring-view          writer.reserve + commit / reader.peek(chunk) + consume(chunk) per piece:
+                      one copy in, zero out
+  anyio-mem           anyio.create_memory_object_stream: send(bytes(piece)) / async for
+  asyncio.Queue       (asyncio, uvloop) put(bytes(piece)) / get()
+  trio-channel        (trio) trio.open_memory_channel: send(bytes(piece)) / async for
+
+batched (one await per batch on both sides):
+  aring-batch         one reserve() hands out all free space: the producer fills every piece
+                      that fits and commits them at once; one peek() takes everything readable
+  anyio-mem-batch     one await send(), then send_nowait until the buffer is full; one
+                      await receive(), then receive_nowait until it is empty
+  asyncio.Queue-batch the same with put/put_nowait and get/get_nowait
+  trio-channel-batch  the same with a trio memory channel
+
+plus memcpy, the limit: aring-batch's producer loop (one copy per piece into a
+RING_CAPACITY buffer, memoryview slice assignment: one memcpy, no temporary) and
+no hand-over.
 
 Run: python benchmarks/inproc.py [--mib 256] [--chunk 65536] [--rounds 3]
 """
@@ -23,8 +35,10 @@ Run: python benchmarks/inproc.py [--mib 256] [--chunk 65536] [--rounds 3]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -41,17 +55,41 @@ BACKENDS = {
 RING_CAPACITY = 1 << 20
 
 
+def peer_items(chunk: int) -> int:
+    """A peer queue's size in pieces: the ring's bytes."""
+    return max(1, RING_CAPACITY // chunk)
+
+
+def check_one_copy() -> None:
+    """memcpy's slice assignment must not build a temporary (``bytearray[:] = view`` does)."""
+    size = 1 << 20
+    src, dst = memoryview(bytes(size)), memoryview(bytearray(size))
+    tracemalloc.start()
+    try:
+        dst[:size] = src
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    if peak >= size // 2:
+        raise RuntimeError(f"memcpy copies twice: {peak} bytes allocated for a {size}-byte copy")
+
+
 def case_memcpy(src: memoryview, total: int) -> int:
-    dst = bytearray(len(src))
-    moved = 0
-    while moved < total:
-        dst[:] = src
-        moved += len(src)
-    return moved
+    """aring-batch's producer loop without the ring: one memcpy per piece, cycling one buffer."""
+    chunk = len(src)
+    dst = memoryview(bytearray(peer_items(chunk) * chunk))
+    per_lap = len(dst) // chunk
+    pieces = total // chunk
+    while pieces:
+        fit = min(per_lap, pieces)
+        for i in range(fit):
+            dst[i * chunk : (i + 1) * chunk] = src  # a memoryview target: one copy
+        pieces -= fit
+    return total // chunk * chunk
 
 
 async def anyio_mem(src: memoryview, total: int) -> int:
-    send, receive = anyio.create_memory_object_stream[bytes](64)
+    send, receive = anyio.create_memory_object_stream[bytes](peer_items(len(src)))
     got = 0
 
     async def produce() -> None:
@@ -67,10 +105,63 @@ async def anyio_mem(src: memoryview, total: int) -> int:
     return got
 
 
-async def asyncio_queue(src: memoryview, total: int) -> int:
-    import asyncio
+async def _send_batches(  # type: ignore[no-untyped-def]
+    src: memoryview, pieces: int, send, send_nowait, full: type[Exception] | tuple[Any, ...]
+) -> None:
+    """One await per batch, as aring-batch's reserve(): send_nowait until the buffer is full."""
+    item: bytes | None = None
+    while pieces:
+        await send(bytes(src) if item is None else item)
+        pieces -= 1
+        item = None
+        while pieces:
+            item = bytes(src)
+            try:
+                send_nowait(item)
+            except full:
+                break  # kept for the next await
+            pieces -= 1
+            item = None
 
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(64)
+
+async def _receive_batches(  # type: ignore[no-untyped-def]
+    receive, receive_nowait, empty: tuple[Any, ...], end: type[Exception]
+) -> int:
+    """One await per batch, as aring-batch's peek(): receive_nowait until the buffer is empty."""
+    got = 0
+    while True:
+        try:
+            piece = await receive()
+        except end:
+            return got
+        got += len(piece)
+        while True:
+            try:
+                piece = receive_nowait()
+            except empty:
+                break
+            got += len(piece)
+
+
+async def anyio_mem_batch(src: memoryview, total: int) -> int:
+    send, receive = anyio.create_memory_object_stream[bytes](peer_items(len(src)))
+
+    async def produce() -> None:
+        async with send:
+            await _send_batches(src, total // len(src), send.send, send.send_nowait,
+                                anyio.WouldBlock)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(produce)
+        async with receive:
+            return await _receive_batches(
+                receive.receive, receive.receive_nowait,
+                (anyio.WouldBlock, anyio.EndOfStream), anyio.EndOfStream,
+            )
+
+
+async def asyncio_queue(src: memoryview, total: int) -> int:
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(peer_items(len(src)))
     got = 0
 
     async def produce() -> None:
@@ -85,10 +176,37 @@ async def asyncio_queue(src: memoryview, total: int) -> int:
     return got
 
 
+async def asyncio_queue_batch(src: memoryview, total: int) -> int:
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(peer_items(len(src)))
+
+    class End(Exception):
+        pass
+
+    async def produce() -> None:
+        await _send_batches(src, total // len(src), queue.put, queue.put_nowait,
+                            asyncio.QueueFull)
+        await queue.put(None)
+
+    async def get() -> bytes:
+        if (piece := await queue.get()) is None:
+            raise End
+        return piece
+
+    def get_nowait() -> bytes:
+        if (piece := queue.get_nowait()) is None:
+            raise End
+        return piece
+
+    task = asyncio.ensure_future(produce())
+    got = await _receive_batches(get, get_nowait, (asyncio.QueueEmpty, End), End)
+    await task
+    return got
+
+
 async def trio_channel(src: memoryview, total: int) -> int:
     import trio
 
-    send, receive = trio.open_memory_channel[bytes](64)
+    send, receive = trio.open_memory_channel[bytes](peer_items(len(src)))
     got = 0
 
     async def produce() -> None:
@@ -102,6 +220,25 @@ async def trio_channel(src: memoryview, total: int) -> int:
             async for piece in receive:
                 got += len(piece)
     return got
+
+
+async def trio_channel_batch(src: memoryview, total: int) -> int:
+    import trio
+
+    send, receive = trio.open_memory_channel[bytes](peer_items(len(src)))
+
+    async def produce() -> None:
+        async with send:
+            await _send_batches(src, total // len(src), send.send, send.send_nowait,
+                                trio.WouldBlock)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(produce)
+        async with receive:
+            return await _receive_batches(
+                receive.receive, receive.receive_nowait,
+                (trio.WouldBlock, trio.EndOfChannel), trio.EndOfChannel,
+            )
 
 
 async def aring_send(src: memoryview, total: int) -> int:
@@ -130,6 +267,7 @@ async def _receive_all(reader: aring.Reader, chunk: int):  # type: ignore[no-unt
 
 
 async def aring_view(src: memoryview, total: int) -> int:
+    """One await per piece on each side, zero-copy out: peek(chunk) + consume(chunk)."""
     got = 0
     chunk = len(src)
     async with aring.open(RING_CAPACITY) as (writer, reader):
@@ -145,10 +283,10 @@ async def aring_view(src: memoryview, total: int) -> int:
             tg.start_soon(produce)
             while True:
                 try:
-                    view = await reader.peek(1)
+                    view = await reader.peek(chunk)
                 except anyio.EndOfStream:
                     break
-                n = len(view)
+                n = min(len(view), chunk)  # one piece, though more may be readable
                 got += n
                 reader.consume(n)
     return got
@@ -184,18 +322,29 @@ async def aring_batch(src: memoryview, total: int) -> int:
     return got
 
 
-ASYNC_CASES = {
-    "anyio-mem": anyio_mem,
-    "aring-send": aring_send,
-    "aring-view": aring_view,
-    "aring-batch": aring_batch,
+# (mode, case name without backend, function); per piece first, then batched.
+PIECE_CASES = {"aring-send": aring_send, "aring-view": aring_view, "anyio-mem": anyio_mem}
+BATCH_CASES = {"aring-batch": aring_batch, "anyio-mem-batch": anyio_mem_batch}
+NATIVE_PEERS = {  # the backend's own queue, per piece and batched
+    "asyncio": {"asyncio.Queue": asyncio_queue, "asyncio.Queue-batch": asyncio_queue_batch},
+    "trio": {"trio-channel": trio_channel, "trio-channel-batch": trio_channel_batch},
 }
 
 
 async def _timed_inside(case, src: memoryview, total: int) -> tuple[int, float]:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     moved = await case(src, total)
+    if moved != total:
+        raise RuntimeError(f"{case.__name__} moved {moved} of {total} bytes")
     return moved, time.perf_counter() - start
+
+
+def backend_cases(backend: str) -> dict[str, Callable[..., Any]]:
+    """The backend's cases in display order: per piece, then batched."""
+    native = NATIVE_PEERS[backend]
+    piece = {name: fn for name, fn in native.items() if "batch" not in name}
+    batch = {name: fn for name, fn in native.items() if "batch" in name}
+    return {**PIECE_CASES, **piece, **BATCH_CASES, **batch}
 
 
 def make_cases(src: memoryview, total: int) -> dict[str, tuple[str, Callable[[], Any]]]:
@@ -203,11 +352,7 @@ def make_cases(src: memoryview, total: int) -> dict[str, tuple[str, Callable[[],
         "memcpy": ("limit", lambda: case_memcpy(src, total))
     }
     for backend_name, (backend, options) in BACKENDS.items():
-        async_cases = dict(ASYNC_CASES)
-        async_cases["asyncio.Queue" if backend == "asyncio" else "trio-channel"] = (
-            asyncio_queue if backend == "asyncio" else trio_channel
-        )
-        for case_name, case in async_cases.items():
+        for case_name, case in backend_cases(backend).items():
 
             def run(case=case, backend=backend, options=options):  # type: ignore[no-untyped-def]
                 return anyio.run(_timed_inside, case, src, total, backend=backend,
@@ -218,7 +363,24 @@ def make_cases(src: memoryview, total: int) -> dict[str, tuple[str, Callable[[],
     return cases
 
 
+def like_for_like() -> dict[str, list[str]]:
+    """Each aring row -> the peer rows of its own family (per piece or batched), same backend."""
+    pairs: dict[str, list[str]] = {}
+    for backend_name, (backend, _) in BACKENDS.items():
+        names = list(backend_cases(backend))
+        for name in names:
+            if name.startswith("aring"):
+                mode = "batch" in name
+                pairs[f"{name}-{backend_name}"] = [
+                    f"{peer}-{backend_name}"
+                    for peer in names
+                    if not peer.startswith("aring") and ("batch" in peer) == mode
+                ]
+    return pairs
+
+
 def scenario(chunk: int, mib: int, rounds: int, progress=None) -> Scenario:  # type: ignore[no-untyped-def]
+    check_one_copy()
     src = memoryview(os.urandom(chunk))
     total = (mib << 20) // chunk * chunk
     cases = {
@@ -226,12 +388,9 @@ def scenario(chunk: int, mib: int, rounds: int, progress=None) -> Scenario:  # t
         for name, (kind, work) in make_cases(src, total).items()
     }
     rows = interleave(cases, rounds, progress)
-    pairs = {}
-    for row in rows:
-        if row.kind == "aring":
-            backend = row.name.rsplit("-", 1)[-1]
-            pairs[row.name] = f"anyio-mem-{backend}"
-    add_ratios(rows, pairs, ["GB/s"])
+    for name, peers in like_for_like().items():
+        for peer in peers:
+            add_ratios(rows, {name: peer}, ["GB/s"])
     add_ratios(rows, {r.name: "memcpy" for r in rows if r.name.startswith("aring-batch")}, ["GB/s"])
     size = f"{chunk // 1024} KiB" if chunk >= 1024 else f"{chunk} B"
     return Scenario(
@@ -241,9 +400,20 @@ def scenario(chunk: int, mib: int, rounds: int, progress=None) -> Scenario:  # t
         higher_is_better={"GB/s": True, "items/s": True, "CPU s/GB": False},
         rows=rows,
         notes=[
-            "aring-send: send/receive per piece; aring-view: reserve/commit + peek/consume per "
-            "piece; aring-batch: one reserve hands out all free space, pieces are filled and "
-            "committed at once, the consumer peeks everything readable",
+            "like for like: rows named *-batch take one await per batch on both sides, the "
+            "others one await per piece; ratios only pair rows of the same family and backend; "
+            f"every buffer holds {RING_CAPACITY >> 20} MiB ({peer_items(chunk)} pieces); one copy "
+            "in per piece everywhere; no consumer touches the bytes",
+            "aring-send: send/receive per piece (a copy out too); aring-view: reserve/commit + "
+            "peek(chunk)/consume(chunk) per piece; aring-batch: one reserve hands out all free "
+            "space, pieces are filled and committed at once, one peek takes everything readable; "
+            "peers' *-batch: one await, then send_nowait/put_nowait until full and "
+            "receive_nowait/get_nowait until empty; asyncio.Queue's put/get do not suspend while "
+            "there is room/data, so even its per-piece row switches tasks only when it fills or "
+            "empties",
+            "memcpy (the limit): aring-batch's producer loop into a buffer of the ring's size, "
+            "one memcpy per piece (memoryview slice assignment, checked to make no temporary), "
+            "no hand-over",
         ],
     )
 

@@ -1,12 +1,13 @@
 """The peer relays the relay benchmark runs beside aring's (each its own process).
 
-usage: python benchmarks/peer_relays.py NAME LISTEN_PORT TARGET_PORT
+usage: python benchmarks/peer_relays.py NAME LISTEN_PORT TARGET_PORT [BUFFER]
 NAME: splice (os.splice through a pipe, threads: the kernel's limit), asyncio-proto /
 uvloop-proto (BufferedProtocol), uvloop-streams (asyncio streams on uvloop), trio
 (trio.serve_tcp, receive_some/send_all), anyio-asyncio / anyio-uvloop / anyio-trio
 (anyio TCP streams, receive/send).
-Each forwards both directions with 256 KiB reads, forwards half-closes, and exits
-on SIGTERM.
+Each forwards both directions with reads of BUFFER bytes (default 256 KiB; the
+splice relay's pipe holds BUFFER too), forwards half-closes, and exits on SIGTERM.
+The benchmark gives every relay in a row the same BUFFER as aring's ring.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import sys
 import threading
 from typing import Any
 
-CHUNK = 256 << 10
+CHUNK = 256 << 10  # set from the command line before any relay starts
 
 
 def splice_relay(listen: int, target: int) -> None:
     def forward(src: socket.socket, dst: socket.socket) -> None:
         read_end, write_end = os.pipe()
-        with contextlib.suppress(OSError):  # a 1 MiB pipe: fewer, larger splices
-            fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        with contextlib.suppress(OSError):  # a pipe as large as the others' buffers
+            fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK)
         try:
             while True:
                 n = os.splice(src.fileno(), write_end, CHUNK)
@@ -157,7 +158,11 @@ def anyio_relay(
 
     async def forward(src: Any, dst: Any) -> None:
         try:
-            async for data in src:
+            while True:
+                try:
+                    data = await src.receive(CHUNK)
+                except anyio.EndOfStream:
+                    break
                 await dst.send(data)
             await dst.send_eof()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -183,7 +188,10 @@ def anyio_relay(
 
 
 def main() -> None:
+    global CHUNK
     name, listen, target = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if len(sys.argv) > 4:
+        CHUNK = int(sys.argv[4])
     if name == "splice":
         splice_relay(listen, target)
     elif name == "uvloop-proto":
@@ -197,7 +205,7 @@ def main() -> None:
 
         from aring._cli.relay_demo import serve_asyncio_streams
 
-        uvloop.run(serve_asyncio_streams(("127.0.0.1", listen), ("127.0.0.1", target)))
+        uvloop.run(serve_asyncio_streams(("127.0.0.1", listen), ("127.0.0.1", target), CHUNK))
     elif name == "trio":
         trio_relay(listen, target)
     elif name in ("anyio-asyncio", "anyio-trio"):

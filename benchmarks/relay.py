@@ -1,11 +1,15 @@
 """TCP relay: iperf3 client -> relay -> iperf3 server on loopback, Gbit/s and relay CPU s/GB.
 
-Each relay runs in its own process; its CPU comes from ``wait4`` after SIGTERM.
-Rounds interleave the relays.  Peers: no relay (direct), socat (-b 262144),
-a plain asyncio streams relay (``python -m aring._cli.relay_demo``, the demo's peer), and
-the relays in peer_relays.py (splice, uvloop BufferedProtocol, trio, anyio).
+Like for like: every relay in a table has the same buffer per direction
+(socat ``-b``, the Python peers' read size, the splice pipe, aring's
+``--capacity``).  Two tables: 256 KiB (the Python peers' usual read size) and
+1 MiB (aring's default ring).  Each relay runs in its own process; its CPU is
+read from ``/proc/PID/stat`` (user + system, plus the reaped children that
+socat forks per connection) just before iperf3 starts and after its
+connections are gone, so interpreter start-up and idle time are left out.
+Rounds interleave the relays.
 
-Run: python benchmarks/relay.py [--seconds 4] [--rounds 3]
+Run: python benchmarks/relay.py [--seconds 4] [--rounds 3] [--buffer 262144] [RELAY ...]
 """
 
 from __future__ import annotations
@@ -14,8 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,42 +25,97 @@ from pathlib import Path
 
 from _common import Scenario, add_ratios, interleave, print_scenario
 
+PEER_RELAYS = [
+    "splice", "uvloop-streams", "asyncio-proto", "uvloop-proto", "trio",
+    "anyio-asyncio", "anyio-uvloop", "anyio-trio",
+]
+ARING_RELAYS = ["aring-asyncio", "aring-uvloop", "aring-trio"]
+RELAYS = ["direct", "splice", "socat", "asyncio streams", *PEER_RELAYS[1:], *ARING_RELAYS]
+# At aring's default ring size, the peers that do best at 256 KiB (a shorter table).
+RELAYS_1MIB = ["direct", "splice", "socat", "uvloop-proto", "trio", *ARING_RELAYS]
+KINDS = {"direct": "limit", "splice": "limit"}
+
 
 def _free_port() -> int:
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _relay_command(name: str, listen: int, target: int) -> list[str] | None:
+def _relay_command(name: str, listen: int, target: int, buffer: int) -> list[str] | None:
     py = sys.executable
     if name == "direct":
         return None
     if name == "socat":
-        return ["socat", "-b", "262144", f"TCP-LISTEN:{listen},reuseaddr,fork,bind=127.0.0.1",
+        return ["socat", "-b", str(buffer), f"TCP-LISTEN:{listen},reuseaddr,fork,bind=127.0.0.1",
                 f"TCP:127.0.0.1:{target}"]
     if name == "asyncio streams":
         return [py, "-m", "aring._cli.relay_demo", "--listen", f"127.0.0.1:{listen}",
-                "--to", f"127.0.0.1:{target}"]
+                "--to", f"127.0.0.1:{target}", "--read-size", str(buffer)]
     if name in PEER_RELAYS:
-        return [py, str(Path(__file__).with_name("peer_relays.py")), name, str(listen), str(target)]
-    loop = name.split("-", 1)[1]
-    return [py, "-m", "aring", "relay", "--listen", f"127.0.0.1:{listen}",
-            "--to", f"127.0.0.1:{target}", "--loop", loop]
+        return [py, str(Path(__file__).with_name("peer_relays.py")), name, str(listen),
+                str(target), str(buffer)]
+    if name in ARING_RELAYS:
+        return [py, "-m", "aring", "relay", "--listen", f"127.0.0.1:{listen}",
+                "--to", f"127.0.0.1:{target}", "--loop", name.split("-", 1)[1],
+                "--capacity", str(buffer)]
+    raise ValueError(f"unknown relay {name!r}; choose from {RELAYS}")
 
 
-def one(name: str, seconds: float) -> dict[str, float]:
+def _listening(port: int) -> bool:
+    """Whether something listens on the port, IPv4 or IPv6 (from /proc, without
+    connecting: a probe connection would use up the one-off iperf3 server)."""
+    suffix = f":{port:04X}"
+    try:
+        lines = [
+            line.split()
+            for table in ("/proc/net/tcp", "/proc/net/tcp6")
+            for line in Path(table).read_text().splitlines()[1:]
+        ]
+    except OSError:
+        time.sleep(1.0)  # no /proc: give it a fixed while
+        return True
+    return any(fields[1].endswith(suffix) and fields[3] == "0A" for fields in lines)
+
+
+def _wait_listening(port: int, what: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 10
+    while not _listening(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start listening on port {port}")
+        time.sleep(0.05)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of a live process: user + system, and its reaped children's."""
+    fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def one(name: str, seconds: float, buffer: int) -> dict[str, float]:
     target = _free_port()
     listen = _free_port()
-    command = _relay_command(name, listen, target)
+    command = _relay_command(name, listen, target, buffer)
     relay = None
     if command is not None:
         relay = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.8)  # no probe: a probe would use up the one-off iperf3 server
+        _wait_listening(listen, " ".join(command), relay)
+        time.sleep(0.2)  # settle: the interpreter may still be importing after listen()
     server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(target)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
+    _wait_listening(target, "iperf3 -s", server)
     try:
+        cpu_before = process_cpu(relay.pid) if relay else 0.0
         done = subprocess.run(
             ["iperf3", "-c", "127.0.0.1", "-p", str(listen if relay else target),
              "-t", str(seconds), "-l", "128K", "-J"],
@@ -68,62 +125,71 @@ def one(name: str, seconds: float) -> dict[str, float]:
         if "error" in report:
             raise RuntimeError(f"iperf3 through {name}: {report['error']}")
         result = report["end"]["sum_received"]
+        server.wait(timeout=10)
+        metrics = {"Gbit/s": result["bits_per_second"] / 1e9, "CPU s/GB": 0.0}
+        if relay is not None:
+            # socat forks a process per connection: wait until they exited and
+            # were reaped, so their CPU is in the parent's cutime/cstime.
+            deadline = time.monotonic() + 5
+            while _children(relay.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.05)
+            used = process_cpu(relay.pid) - cpu_before
+            metrics["CPU s/GB"] = used / (result["bytes"] / 1e9)
+        return metrics
     finally:
-        server.kill()
-        server.wait()
-    metrics = {"Gbit/s": result["bits_per_second"] / 1e9}
-    if relay is not None:
-        # Let per-connection processes and threads (socat forks) finish and be
-        # reaped, so their CPU is in the relay's rusage.
-        time.sleep(0.5)
-        relay.send_signal(signal.SIGTERM)
-        _, _, usage = os.wait4(relay.pid, 0)
-        relay.returncode = 0
-        metrics["CPU s/GB"] = (usage.ru_utime + usage.ru_stime) / (result["bytes"] / 1e9)
-    else:
-        metrics["CPU s/GB"] = 0.0
-    return metrics
-
-
-PEER_RELAYS = [
-    "splice", "uvloop-streams", "asyncio-proto", "uvloop-proto", "trio",
-    "anyio-asyncio", "anyio-uvloop", "anyio-trio",
-]
-ARING_RELAYS = ["aring-asyncio", "aring-uvloop", "aring-trio"]
-RELAYS = ["direct", "splice", "socat", "asyncio streams", *PEER_RELAYS[1:], *ARING_RELAYS]
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if relay is not None:
+            relay.kill()
+            relay.wait()
 
 
 def missing_tools() -> list[str]:
     return [tool for tool in ("iperf3", "socat") if shutil.which(tool) is None]
 
 
-def scenario(seconds: float, rounds: int, progress=None) -> Scenario:  # type: ignore[no-untyped-def]
+def _size(buffer: int) -> str:
+    return f"{buffer >> 20} MiB" if buffer >= 1 << 20 else f"{buffer >> 10} KiB"
+
+
+def scenario(  # type: ignore[no-untyped-def]
+    seconds: float, rounds: int, progress=None, buffer: int = 256 << 10, relays=None
+) -> Scenario:
+    key = f"relay-{_size(buffer).replace(' ', '').lower()}"
+    title = f"TCP relay, {_size(buffer)} buffers for every relay, iperf3 for {seconds:g} s"
     missing = missing_tools()
     if missing:
-        names = " ".join(missing)
-        return Scenario(
-            "relay", "TCP relay", {}, {}, [], pending=f"apt-get install -y {names}"
-        )
-    kinds = {name: "peer" for name in ["socat", "asyncio streams", *PEER_RELAYS]}
-    kinds["direct"] = kinds["splice"] = "limit"
-    cases = {name: (kinds.get(name, "aring"), lambda n=name: one(n, seconds)) for name in RELAYS}
+        return Scenario(key, title, {}, {}, [], pending=f"apt-get install -y {' '.join(missing)}")
+    names = relays or RELAYS
+    cases = {
+        name: (KINDS.get(name, "aring" if name in ARING_RELAYS else "peer"),
+               lambda n=name: one(n, seconds, buffer))
+        for name in names
+    }
     rows = interleave(cases, rounds, progress)
     for name in ARING_RELAYS:
         add_ratios(rows, {name: "socat"}, ["Gbit/s", "CPU s/GB"])
         add_ratios(rows, {name: "uvloop-proto"}, ["CPU s/GB"])
     return Scenario(
-        key="relay",
-        title=f"TCP relay, iperf3 through each relay for {seconds:g} s",
+        key=key,
+        title=title,
         metrics={"Gbit/s": "Gbit/s", "CPU s/GB": "relay CPU s/GB"},
         higher_is_better={"Gbit/s": True, "CPU s/GB": False},
         rows=rows,
         notes=[
-            "direct: iperf3 without a relay (CPU column not applicable); splice: os.splice "
-            "through a pipe, the kernel's zero-copy limit (bypasses user memory entirely)",
-            "peers: socat -b 262144, asyncio streams on asyncio and uvloop, BufferedProtocol "
-            "on asyncio and uvloop, trio streams, anyio streams on each backend "
-            "(benchmarks/peer_relays.py); each relay's CPU includes its interpreter start-up, "
-            "which weighs more in short runs",
+            f"what it measures: one iperf3 TCP stream (128 KiB writes) through each relay, "
+            f"every relay with {_size(buffer)} per direction (socat -b, the peers' read size, "
+            "the splice pipe, aring --capacity); CPU is the relay process's user + system "
+            "time (socat's forked children included) from just before iperf3 starts to "
+            "after its connections closed, per GB delivered",
+            "direct: iperf3 without a relay (no relay CPU); splice: os.splice through a pipe, "
+            "the kernel's zero-copy floor (bypasses user memory)",
+            "peers (benchmarks/peer_relays.py): socat; asyncio streams on asyncio and uvloop "
+            "(read(n), write, drain; default 64 KiB stream limit, which was faster than a "
+            "larger one); BufferedProtocol on asyncio and uvloop; trio streams; anyio streams "
+            "on each backend",
         ],
     )
 
@@ -132,8 +198,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--buffer", type=int, default=256 << 10, help="bytes per direction")
+    parser.add_argument("relays", nargs="*", help=f"a subset of {RELAYS}")
     args = parser.parse_args()
-    print_scenario(scenario(args.seconds, args.rounds))
+    unknown = set(args.relays) - set(RELAYS)
+    if unknown:
+        parser.error(f"unknown relay(s) {sorted(unknown)}; choose from {RELAYS}")
+    print_scenario(
+        scenario(args.seconds, args.rounds,
+                 lambda msg: print(msg, file=sys.stderr, flush=True), args.buffer,
+                 args.relays or None)
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,10 @@ DOCS = HERE.parent / "docs" / "performance.md"
 def plans(quick: bool) -> dict[str, Callable[[Callable[[str], None]], Scenario]]:
     r = 2 if quick else 5
     return {
-        "relay": lambda p: relay.scenario(2 if quick else 4, 1 if quick else 3, p),
+        "relay-256kib": lambda p: relay.scenario(2 if quick else 4, 1 if quick else 3, p, 256 << 10),
+        "relay-1mib": lambda p: relay.scenario(
+            2 if quick else 4, 1 if quick else 3, p, 1 << 20, relay.RELAYS_1MIB
+        ),
         "task-to-task-65536": lambda p: inproc.scenario(65536, 128 if quick else 1024, r, p),
         "task-to-task-256": lambda p: inproc.scenario(256, 4 if quick else 32, r, p),
         "thread-to-task-65536": lambda p: thread_to_task.scenario(
@@ -160,7 +163,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {sorted(todo)}")
     missing = relay.missing_tools()
-    if missing and "relay" in keys:
+    if missing and any(key.startswith("relay") for key in keys):
         print(f"note: {', '.join(missing)} missing: the relay row stays pending "
               f"(apt-get install -y {' '.join(missing)})", file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)

@@ -1,9 +1,28 @@
 """Thread -> task hand-over: a blocking producer thread, an async consumer.
 
-The producer copies each piece from a source block; the consumer touches its
-length.  aring: ``writer.sync.send`` in the thread, ``reader.peek``/``consume``
-in the task.  Peers: janus and culsans queues, and ``call_soon_threadsafe``
-into an ``asyncio.Queue`` (what code without a library does).
+The producer thread copies each piece from a source block (one copy in); the
+consumer only takes each piece's length (no consumer touches the bytes, aring's
+or a peer's).  Every buffer holds the same bytes: the ring has RING_CAPACITY
+bytes, a peer's queue RING_CAPACITY // CHUNK pieces (``call_soon_threadsafe``'s
+unbounded queue is bounded by a semaphore of as many slots).
+
+Two families per loop, each compared only within itself; in both the thread
+makes one call per piece (janus and culsans have no batched put):
+
+one await per piece in the task:
+  aring                  writer.sync.send(piece) / await reader.peek(chunk) + consume(chunk)
+  janus, culsans         sync_q.put(bytes(piece)) / await async_q.get()
+  call_soon_threadsafe   loop.call_soon_threadsafe(queue.put_nowait, bytes(piece)) /
+                         await queue.get()
+
+one await per batch in the task (it then takes everything already there):
+  aring-batch            writer.sync.send(piece) / one await reader.peek() takes all readable
+  janus-batch, ...       the same puts / one await get(), then get_nowait() until empty
+
+plus aring-reserve-batch (aring only, no ratio: no peer can batch the thread's
+side): writer.sync.reserve hands out all free space, the thread fills every
+piece that fits and commits them at once; the task takes all readable.
+aring also runs on trio (per piece and batched); janus and culsans need asyncio.
 
 Run: python benchmarks/thread_to_task.py [--mib 256] [--chunk 65536] [--rounds 3]
 """
@@ -23,16 +42,25 @@ from _common import Scenario, add_ratios, interleave, print_scenario, timed
 import aring
 
 LOOPS = {"asyncio": {}, "uvloop": {"use_uvloop": True}}
+RING_CAPACITY = 1 << 20
+PEERS = ("janus", "culsans", "call_soon_threadsafe")
 
 
-def aring_batch_case(src: memoryview, total: int, options: dict[str, bool]) -> tuple[int, float]:
+def peer_items(chunk: int) -> int:
+    """A peer queue's size in pieces: the ring's bytes."""
+    return max(1, RING_CAPACITY // chunk)
+
+
+def aring_reserve_case(
+    src: memoryview, total: int, options: dict[str, bool]
+) -> tuple[int, float]:
     """The producer fills every piece that fits in one reserve(), then commits them at once."""
 
     async def main() -> tuple[int, float]:
         got = 0
         chunk = len(src)
         start = time.perf_counter()
-        async with aring.open(1 << 20) as (writer, reader):
+        async with aring.open(RING_CAPACITY) as (writer, reader):
 
             def produce() -> None:
                 pieces = total // chunk
@@ -61,27 +89,32 @@ def aring_batch_case(src: memoryview, total: int, options: dict[str, bool]) -> t
 
 
 def aring_case(
-    src: memoryview, total: int, backend: str, options: dict[str, bool]
+    src: memoryview, total: int, backend: str, options: dict[str, bool], batch: bool = True
 ) -> tuple[int, float]:
+    """sync.send per piece; the task peeks one piece per await, or (batch) all readable."""
+
     async def main() -> tuple[int, float]:
         got = 0
+        chunk = len(src)
+        want = 1 if batch else chunk
         start = time.perf_counter()
-        async with aring.open(1 << 20) as (writer, reader):
+        async with aring.open(RING_CAPACITY) as (writer, reader):
 
             def produce() -> None:
                 with writer:
-                    for _ in range(total // len(src)):
+                    for _ in range(total // chunk):
                         writer.sync.send(src)
 
             thread = threading.Thread(target=produce)
             thread.start()
             while True:
                 try:
-                    view = await reader.peek(1)
+                    view = await reader.peek(want)
                 except anyio.EndOfStream:
                     break
-                got += len(view)
-                reader.consume(len(view))
+                n = len(view) if batch else min(len(view), chunk)
+                got += n
+                reader.consume(n)
             thread.join()
         return got, time.perf_counter() - start
 
@@ -89,29 +122,36 @@ def aring_case(
 
 
 def queue_case(
-    src: memoryview, total: int, kind: str, options: dict[str, bool]
+    src: memoryview, total: int, kind: str, options: dict[str, bool], batch: bool = False
 ) -> tuple[int, float]:
+    """put per piece in the thread; await get() per piece, or (batch) get_nowait after one."""
+
     async def main() -> tuple[int, float]:
         got = 0
         pieces = total // len(src)
+        items = peer_items(len(src))
+        release: Callable[[int], None] = lambda n: None  # noqa: E731
         if kind == "janus":
             import janus
 
-            queue: janus.Queue[bytes | None] = janus.Queue(64)
-            put, get = queue.sync_q.put, queue.async_q.get
+            queue: janus.Queue[bytes | None] = janus.Queue(items)
+            put, get, get_nowait = queue.sync_q.put, queue.async_q.get, queue.async_q.get_nowait
         elif kind == "culsans":
             import culsans
 
-            cq: culsans.Queue[bytes | None] = culsans.Queue(64)
-            put, get = cq.sync_q.put, cq.async_q.get
-        else:  # call_soon_threadsafe into an unbounded asyncio.Queue
+            cq: culsans.Queue[bytes | None] = culsans.Queue(items)
+            put, get, get_nowait = cq.sync_q.put, cq.async_q.get, cq.async_q.get_nowait
+        else:  # call_soon_threadsafe into an asyncio.Queue, bounded by a semaphore
             loop = asyncio.get_running_loop()
             aq: asyncio.Queue[bytes | None] = asyncio.Queue()
+            slots = threading.Semaphore(items)
 
             def put(item: bytes | None) -> None:
+                if item is not None:
+                    slots.acquire()
                 loop.call_soon_threadsafe(aq.put_nowait, item)
 
-            get = aq.get
+            get, get_nowait, release = aq.get, aq.get_nowait, slots.release
 
         def produce() -> None:
             for _ in range(pieces):
@@ -121,9 +161,29 @@ def queue_case(
         start = time.perf_counter()
         thread = threading.Thread(target=produce)
         thread.start()
-        while (piece := await get()) is not None:
-            got += len(piece)
+        if batch:
+            done = False
+            while not done and (piece := await get()) is not None:
+                n, taken = len(piece), 1
+                while True:
+                    try:
+                        piece = get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    if piece is None:
+                        done = True
+                        break
+                    n += len(piece)
+                    taken += 1
+                got += n
+                release(taken)
+        else:
+            while (piece := await get()) is not None:
+                got += len(piece)
+                release(1)
         thread.join()
+        if kind == "janus":
+            await queue.aclose()
         return got, time.perf_counter() - start
 
     return anyio.run(main, backend="asyncio", backend_options=options)  # type: ignore[no-any-return]
@@ -132,27 +192,45 @@ def queue_case(
 def scenario(chunk: int, mib: int, rounds: int, progress=None) -> Scenario:  # type: ignore[no-untyped-def]
     src = memoryview(os.urandom(chunk))
     total = (mib << 20) // chunk * chunk
+
+    def checked(work: Callable[[], tuple[int, float]]) -> dict[str, float]:
+        def run() -> tuple[int, float]:
+            moved, seconds = work()
+            if moved != total:
+                raise RuntimeError(f"moved {moved} of {total} bytes")
+            return moved, seconds
+
+        return timed(run)
+
     cases: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {}
     for loop, options in LOOPS.items():
-        cases[f"aring-{loop}"] = (
-            "aring",
-            lambda o=options: timed(lambda: aring_case(src, total, "asyncio", o)),
-        )
-        cases[f"aring-batch-{loop}"] = (
-            "aring",
-            lambda o=options: timed(lambda: aring_batch_case(src, total, o)),
-        )
-        for kind in ("janus", "culsans", "call_soon_threadsafe"):
-            cases[f"{kind}-{loop}"] = (
-                "peer",
-                lambda k=kind, o=options: timed(lambda: queue_case(src, total, k, o)),
+        for batch, suffix in ((False, ""), (True, "-batch")):
+            cases[f"aring{suffix}-{loop}"] = (
+                "aring",
+                lambda o=options, b=batch: checked(lambda: aring_case(src, total, "asyncio", o, b)),
             )
-    cases["aring-trio"] = ("aring", lambda: timed(lambda: aring_case(src, total, "trio", {})))
+            for kind in PEERS:
+                cases[f"{kind}{suffix}-{loop}"] = (
+                    "peer",
+                    lambda k=kind, o=options, b=batch: checked(
+                        lambda: queue_case(src, total, k, o, b)
+                    ),
+                )
+        cases[f"aring-reserve-batch-{loop}"] = (
+            "aring",
+            lambda o=options: checked(lambda: aring_reserve_case(src, total, o)),
+        )
+    cases["aring-trio"] = (
+        "aring", lambda: checked(lambda: aring_case(src, total, "trio", {}, False))
+    )
+    cases["aring-batch-trio"] = (
+        "aring", lambda: checked(lambda: aring_case(src, total, "trio", {}, True))
+    )
     rows = interleave(cases, rounds, progress)
     for loop in LOOPS:
-        for name in (f"aring-{loop}", f"aring-batch-{loop}"):
-            add_ratios(rows, {name: f"culsans-{loop}"}, ["GB/s"])
-            add_ratios(rows, {name: f"janus-{loop}"}, ["GB/s"])
+        for suffix in ("", "-batch"):
+            for kind in PEERS:
+                add_ratios(rows, {f"aring{suffix}-{loop}": f"{kind}{suffix}-{loop}"}, ["GB/s"])
     size = f"{chunk // 1024} KiB" if chunk >= 1024 else f"{chunk} B"
     return Scenario(
         key=f"thread-to-task-{chunk}",
@@ -161,10 +239,18 @@ def scenario(chunk: int, mib: int, rounds: int, progress=None) -> Scenario:  # t
         higher_is_better={"GB/s": True, "CPU s/GB": False},
         rows=rows,
         notes=[
-            "aring: writer.sync.send per piece; aring-batch: writer.sync.reserve hands out all "
-            "free space, the thread fills every piece that fits and commits them at once; the "
-            "task peeks everything readable",
-            "janus and culsans run on asyncio (and uvloop); aring also on trio",
+            "like for like: the thread makes one call per piece in every paired row; the task "
+            "makes one await per piece (rows without -batch) or one await per batch, then takes "
+            "what is already there (-batch: aring's peek of all readable vs the peers' "
+            "get_nowait until empty); ratios pair only rows of the same family and loop; every "
+            f"buffer holds {RING_CAPACITY >> 20} MiB ({peer_items(chunk)} pieces); no consumer "
+            "touches the bytes",
+            "aring: writer.sync.send per piece, reader.peek(chunk)/consume(chunk) per piece; "
+            "aring-batch: the same sends, the task peeks everything readable; "
+            "aring-reserve-batch (no peer can match it, no ratio): writer.sync.reserve hands out "
+            "all free space, the thread fills every piece that fits and commits them at once",
+            "janus and culsans run on asyncio (and uvloop); aring also on trio; "
+            "call_soon_threadsafe's queue is bounded by a threading.Semaphore of as many slots",
         ],
     )
 
