@@ -38,7 +38,9 @@ DOCS = HERE.parent / "docs" / "performance.md"
 def plans(quick: bool) -> dict[str, Callable[[Callable[[str], None]], Scenario]]:
     r = 2 if quick else 5
     return {
-        "relay-256kib": lambda p: relay.scenario(2 if quick else 4, 1 if quick else 3, p, 256 << 10),
+        "relay-256kib": lambda p: relay.scenario(
+            2 if quick else 4, 1 if quick else 3, p, 256 << 10
+        ),
         "relay-1mib": lambda p: relay.scenario(
             2 if quick else 4, 1 if quick else 3, p, 1 << 20, relay.RELAYS_1MIB
         ),
