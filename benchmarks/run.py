@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 import create_close  # noqa: E402
 import file_sink  # noqa: E402
 import inproc  # noqa: E402
+import latency  # noqa: E402
 import process_to_process  # noqa: E402
 import relay  # noqa: E402
 import thread_to_task  # noqa: E402
@@ -44,6 +45,7 @@ def plans(quick: bool) -> dict[str, Callable[[Callable[[str], None]], Scenario]]
         "relay-1mib": lambda p: relay.scenario(
             2 if quick else 4, 1 if quick else 3, p, 1 << 20, relay.RELAYS_1MIB
         ),
+        "relay-latency": lambda p: latency.scenario(2000 if quick else 20000, 1 if quick else 3, p),
         "task-to-task-65536": lambda p: inproc.scenario(65536, 128 if quick else 1024, r, p),
         "task-to-task-256": lambda p: inproc.scenario(256, 4 if quick else 32, r, p),
         "thread-to-task-65536": lambda p: thread_to_task.scenario(
