@@ -35,7 +35,7 @@ from anyio import create_task_group
 from anyio.abc import TaskStatus
 
 from . import _native
-from ._backends import FdWaiter, current_backend
+from ._backends import AGAIN, DONE, NEED_SOURCE, NEED_TARGET, FdWaiter, current_backend
 from ._common import BROKEN_ERRORS, connect_socket, listen_socket, shutdown_write
 from ._io import TransferStats
 from ._ring import Ring
@@ -120,39 +120,40 @@ class _PeerReset(Exception):
 async def _forward(
     src: socket.socket, dst: socket.socket, ring: Ring, transfer: TransferStats
 ) -> None:
-    """One direction, src -> ring -> dst, in one task; dst is half-closed at src's EOF."""
-    backend = current_backend()
+    """One direction, src -> ring -> dst; dst is half-closed at src's EOF.
+
+    Each step reads into the free space and writes what is readable in a
+    loop in C for as long as either side moves (up to the budget), so the
+    interpreter runs once per batch of regions.  On asyncio and uvloop the
+    steps run in the loop's readiness callbacks: a request is forwarded in
+    the loop pass that saw it arrive, with no task switch.
+    """
     src_fd, dst_fd = src.fileno(), dst.fileno()
-    src_ready, dst_ready = FdWaiter(src_fd), FdWaiter(dst_fd)
     writer, reader = ring.writer(), ring.reader()
     budget = _PASS_BUDGET_REGIONS * ring.capacity
     src_done = False
-    try:
-        while True:
-            # Reads into the free space and writes of what is readable, in a
-            # loop in C for as long as either side moves (up to the budget):
-            # the interpreter runs once per batch of regions, not per region.
-            try:
-                _, sent, why = _native._forward(
-                    writer, reader, -1 if src_done else src_fd, dst_fd, budget
-                )
-            except BROKEN_ERRORS as exc:
-                raise _PeerReset(str(exc)) from exc
-            transfer.bytes += sent
-            src_done = src_done or bool(why & _native.FORWARD_SOURCE_END)
-            if src_done and not reader.readable():
-                shutdown_write(dst)
-                return
-            if why & _native.FORWARD_BUDGET:
-                await backend.checkpoint()  # fairness: other connections run too
-            elif reader.readable():
-                transfer.waits += 1
-                await dst_ready.wait_writable()  # the target takes no more for now
-            else:
-                await src_ready.wait_readable()  # nothing to send: wait for the source
-    finally:
-        src_ready.release()
-        dst_ready.release()
+
+    def step() -> int:
+        nonlocal src_done
+        try:
+            _, sent, why = _native._forward(
+                writer, reader, -1 if src_done else src_fd, dst_fd, budget
+            )
+        except BROKEN_ERRORS as exc:
+            raise _PeerReset(str(exc)) from exc
+        transfer.bytes += sent
+        src_done = src_done or bool(why & _native.FORWARD_SOURCE_END)
+        if src_done and not reader.readable():
+            shutdown_write(dst)
+            return DONE
+        if why & _native.FORWARD_BUDGET:
+            return AGAIN  # fairness: other connections run too
+        if reader.readable():
+            transfer.waits += 1
+            return NEED_TARGET  # the target takes no more for now
+        return NEED_SOURCE  # nothing to send: wait for the source
+
+    await current_backend().drive(src_fd, dst_fd, step)
 
 
 class _IdleWatch:

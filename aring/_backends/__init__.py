@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from asyncio import _get_running_loop
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 __all__ = ["Backend", "FdWaiter", "SocketWatch", "Watch", "current_backend"]
@@ -65,6 +65,13 @@ class SocketWatch(Protocol):
         """The fd is about to be closed: waiting tasks get ``ClosedResourceError``."""
 
 
+#: What a step given to :meth:`Backend.drive` asks for next (DONE: return).
+DONE = 0
+NEED_SOURCE = 1   # call it again once the source fd is readable
+NEED_TARGET = 2   # ... once the target fd is writable
+AGAIN = 4         # ... once other tasks had their turn
+
+
 class Backend(Protocol):
     #: how often a task yields and looks again before it arms and sleeps
     yields_before_sleep: int
@@ -79,6 +86,15 @@ class Backend(Protocol):
 
     def checkpoint(self) -> Awaitable[None]:
         """A cancel point and a schedule point."""
+
+    def drive(self, source: int, target: int, step: Callable[[], int]) -> Awaitable[None]:
+        """Call ``step()`` until it returns DONE, each time once what it asked for is ready.
+
+        On asyncio and uvloop the calls run in the loop's readiness callbacks,
+        so moving bytes between two fds costs no task switch; step's
+        exceptions are raised in the awaiting task.  The caller owns both fds
+        and closes them only after this returns.
+        """
 
 
 _asyncio_backend: Backend | None = None

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Generator
 from anyio import ClosedResourceError
 
 from .._native import drain_notifier
+from . import AGAIN, DONE, NEED_SOURCE, NEED_TARGET
 
 __all__ = ["backend"]
 
@@ -154,6 +155,69 @@ class AsyncioSocketWatch:
         self._write.stop(ClosedResourceError())
 
 
+class _Driver:
+    """Runs a step in readiness callbacks: bytes move in the pass that saw the fd ready."""
+
+    __slots__ = ("_future", "_loop", "_registered", "_source", "_step", "_target")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, source: int, target: int, step: Callable[[], int]
+    ) -> None:
+        self._loop = loop
+        self._source = source
+        self._target = target
+        self._step = step
+        self._registered = 0
+        self._future: asyncio.Future[None] = loop.create_future()
+
+    def run(self) -> None:
+        if self._future.done():   # cancelled, or a stale call_soon
+            return
+        try:
+            need = self._step()
+        except Exception as exc:
+            self.stop()
+            self._future.set_exception(exc)
+            return
+        if need == DONE:
+            self.stop()
+            self._future.set_result(None)
+        elif need & AGAIN:
+            self._register(0)
+            self._loop.call_soon(self.run)
+        else:
+            self._register(need)
+
+    def _register(self, need: int) -> None:
+        changed = need ^ self._registered
+        if changed & NEED_SOURCE:
+            if need & NEED_SOURCE:
+                self._loop.add_reader(self._source, self.run)
+            else:
+                self._loop.remove_reader(self._source)
+        if changed & NEED_TARGET:
+            if need & NEED_TARGET:
+                self._loop.add_writer(self._target, self.run)
+            else:
+                self._loop.remove_writer(self._target)
+        self._registered = need
+
+    def stop(self) -> None:
+        self._register(0)
+
+    async def wait(self) -> None:
+        try:
+            await self._future
+        finally:
+            self.stop()
+
+
+async def _drive(source: int, target: int, step: Callable[[], int]) -> None:
+    driver = _Driver(asyncio.get_running_loop(), source, target, step)
+    driver.run()
+    await driver.wait()
+
+
 class AsyncioBackend:
     yields_before_sleep = 1
 
@@ -168,6 +232,9 @@ class AsyncioBackend:
 
     def checkpoint(self) -> Awaitable[None]:
         return _yield_to_loop()
+
+    def drive(self, source: int, target: int, step: Callable[[], int]) -> Awaitable[None]:
+        return _drive(source, target, step)
 
 
 backend = AsyncioBackend()

@@ -9,12 +9,13 @@ token.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import trio
 from anyio import ClosedResourceError
 
 from .._native import drain_notifier
+from . import AGAIN, DONE, NEED_TARGET
 
 __all__ = ["backend"]
 
@@ -121,6 +122,16 @@ class TrioBackend:
 
     def checkpoint(self) -> Awaitable[None]:
         return trio.lowlevel.checkpoint()
+
+    async def drive(self, source: int, target: int, step: Callable[[], int]) -> None:
+        # trio has no readiness callbacks: the task waits, then steps.
+        while (need := step()) != DONE:
+            if need & AGAIN:
+                await trio.lowlevel.checkpoint()
+            elif need & NEED_TARGET:
+                await trio.lowlevel.wait_writable(target)
+            else:
+                await trio.lowlevel.wait_readable(source)
 
 
 backend = TrioBackend()
