@@ -50,7 +50,8 @@ class TransferStats:
     """Counters of one ``pump`` or ``fill``, updated as it runs.
 
     ``syscalls`` counts the data-moving calls (send/recv_into/write/readv or
-    stream sends); ``regions`` the ring regions handed to them; ``waits`` the
+    stream sends; for the relay, its steps: calls into its C loop of reads
+    and writes); ``regions`` the ring regions handed to them; ``waits`` the
     times the target was not ready (EAGAIN) and the transfer waited for it.
     """
 

@@ -65,6 +65,9 @@ class RelayStats:
     unreachable, connect timeout, a reset); ``resets`` the resets among them,
     forwarded as resets; ``idle_closed`` connections closed by the idle
     timeout; ``accept_errors`` failed ``accept()`` calls (out of fds...).
+    ``steps`` counts the interpreter's passes over the forwarding loop (each
+    moves one or more regions in C) and ``waits`` the times a target took no
+    more and the relay waited for it, both directions of every connection.
     """
 
     accepted: int = 0
@@ -74,6 +77,8 @@ class RelayStats:
     idle_closed: int = 0
     accept_errors: int = 0
     finished_bytes: int = 0
+    finished_steps: int = 0
+    finished_waits: int = 0
     _live: dict[int, TransferStats] = field(default_factory=dict, repr=False)
 
     @property
@@ -81,12 +86,22 @@ class RelayStats:
         """Bytes forwarded in both directions, finished and running connections."""
         return self.finished_bytes + sum(t.bytes for t in self._live.values())
 
+    @property
+    def steps(self) -> int:
+        return self.finished_steps + sum(t.syscalls for t in self._live.values())
+
+    @property
+    def waits(self) -> int:
+        return self.finished_waits + sum(t.waits for t in self._live.values())
+
     def _track(self, transfer: TransferStats) -> Callable[[], None]:
         key = id(transfer)
         self._live[key] = transfer
 
         def done() -> None:
             self.finished_bytes += transfer.bytes
+            self.finished_steps += transfer.syscalls
+            self.finished_waits += transfer.waits
             del self._live[key]
 
         return done
@@ -142,6 +157,7 @@ async def _forward(
         except BROKEN_ERRORS as exc:
             raise _PeerReset(str(exc)) from exc
         transfer.bytes += sent
+        transfer.syscalls += 1  # for the relay: steps, each one call into the C loop
         src_done = src_done or bool(why & _native.FORWARD_SOURCE_END)
         if src_done and not reader.readable():
             shutdown_write(dst)

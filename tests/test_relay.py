@@ -439,6 +439,7 @@ def test_cli_relay_carries_iperf3_with_stats(relay_cli) -> None:  # type: ignore
         _, err = relay.communicate(timeout=20)
         assert relay.returncode == 0, err
         assert "Gbit/s" in err and "active" in err  # the live stats line
+        assert "steps/MiB" in err and "waits/MiB" in err  # what each byte costs the loop
     finally:
         server.kill()
         server.wait(10)

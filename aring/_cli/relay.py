@@ -23,16 +23,23 @@ _LOOPS: dict[str, tuple[str, dict[str, Any]]] = {
 
 async def _report(stats: RelayStats, out: TextIO) -> None:
     last_bytes, last_time = stats.bytes, time.monotonic()
+    last_steps, last_waits = stats.steps, stats.waits
     while True:
         await anyio.sleep(1)
-        now, total = time.monotonic(), stats.bytes
-        rate = (total - last_bytes) * 8 / (now - last_time) / 1e9
+        now, total, steps, waits = time.monotonic(), stats.bytes, stats.steps, stats.waits
+        moved = total - last_bytes
+        rate = moved * 8 / (now - last_time) / 1e9
+        # Interpreter passes and target waits per MiB moved: what each byte costs the loop.
+        per_mib = (1 << 20) / moved if moved else 0.0
         out.write(
             f"{rate:7.2f} Gbit/s  {format_size(total):>12} total  {stats.active} active  "
-            f"{stats.accepted} accepted  {stats.failed} failed\n"
+            f"{stats.accepted} accepted  {stats.failed} failed  "
+            f"{(steps - last_steps) * per_mib:.2f} steps/MiB  "
+            f"{(waits - last_waits) * per_mib:.2f} waits/MiB\n"
         )
         out.flush()
         last_bytes, last_time = total, now
+        last_steps, last_waits = steps, waits
 
 
 def _host(host: str) -> str:
