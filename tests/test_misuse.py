@@ -465,6 +465,41 @@ def test_a_patched_clock_that_closes_the_ring_during_a_wait() -> None:
     assert outcomes["wait"] == "ClosedResourceError: the ring is closed"
 
 
+def test_python_code_run_while_an_end_closes() -> None:
+    outcomes = run_scenario(
+        """
+        import weakref
+        # A lent view's release inside close() closes the same end again.
+        ring = aring.Ring(4096)
+        w, r = ring.writer(), ring.reader()
+        w.try_write(b"abc")
+        ref = weakref.ref(r.try_peek(1), lambda _: r.close())
+        outcome("close from a view's release", r.close)
+        outcome("the writer sees the reader gone", w.writable)
+        ring.close()
+        # Leaving compares ends by identity: a user subclass's __eq__ (Python
+        # code, here closing the ring) never runs between the slot's address
+        # and its release.
+        ring = aring.Ring(4096)
+        class NosyWriter(aring.Writer):
+            def __eq__(self, other):
+                ring.close()
+                return NotImplemented
+            __hash__ = object.__hash__
+        nosy = NosyWriter(ring)
+        r = ring.reader()
+        outcome("close next to a nosy end", r.close)
+        outcome("ring", lambda: ring.closed)
+        """
+    )
+    assert outcomes["close from a view's release"] == "returned None"
+    assert outcomes["the writer sees the reader gone"] == (
+        "BrokenResourceError: every reader of the ring has closed"
+    )
+    assert outcomes["close next to a nosy end"] == "returned None"
+    assert outcomes["ring"] == "returned False"
+
+
 def test_busy_messages_say_what_is_busy() -> None:
     outcomes = run_scenario(
         """
