@@ -23,11 +23,16 @@ import time
 from _common import Row, Scenario, interleave, print_scenario
 from relay import _free_port, _relay_command, _wait_listening
 
+# Each aring loop has its own-loop peers: asyncio-proto/asyncio streams, uvloop-proto/
+# uvloop-streams, trio (streams): what the loop itself costs per message.
 RELAYS = [
-    "direct", "socat", "uvloop-proto", "asyncio streams", "uvloop-streams",
-    "aring-asyncio", "aring-uvloop", "aring-trio",
+    "direct", "socat", "asyncio-proto", "uvloop-proto", "trio", "asyncio streams",
+    "uvloop-streams", "aring-asyncio", "aring-uvloop", "aring-trio",
 ]
 ARING_RELAYS = [name for name in RELAYS if name.startswith("aring")]
+_SAME_LOOP_PEER = {
+    "aring-asyncio": "asyncio-proto", "aring-uvloop": "uvloop-proto", "aring-trio": "trio",
+}
 MESSAGE = 64
 BUFFER = 256 << 10
 
@@ -133,7 +138,9 @@ def scenario(count: int, rounds: int, progress=None, relays=None) -> Scenario:  
             "direction, TCP_NODELAY on every socket: socat with nodelay) to a threaded echo "
             "server; p50/p99 of the round trips, medians over the rounds",
             "added: a relay's p50 minus the direct connection's p50 in the same run; "
-            "the ratio compares what aring adds with what socat adds",
+            "the ratio compares what aring adds with what socat adds; 'p50 vs' the relay "
+            "written natively on the same loop (BufferedProtocol on asyncio and uvloop, "
+            "trio streams): what that loop costs per message",
         ],
     )
 
@@ -152,6 +159,9 @@ def _add_latency_ratios(rows: list[Row]) -> None:
         added = row.median["p50"] - direct.median["p50"]
         row.ratios["added p50 vs socat's"] = added / socat_added if socat_added > 0 else 0.0
         row.ratios["p99 vs socat"] = row.median["p99"] / socat.median["p99"]
+        own = by_name.get(_SAME_LOOP_PEER[name])
+        if own is not None:  # the loop's own relay: what the loop costs per message
+            row.ratios[f"p50 vs {own.name}"] = row.median["p50"] / own.median["p50"]
 
 
 def main() -> None:
