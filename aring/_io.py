@@ -13,8 +13,8 @@ Targets, by type:
 * ``int``: a pipe or socket fd, made non-blocking (the caller keeps ownership;
   the fd is never closed here).
 * a regular file (an ``int`` fd or an object with ``fileno()``): files cannot
-  be polled, so each region goes to a worker thread (``anyio.to_thread``) for
-  one ``os.write``/``os.readv``.
+  be polled, so one worker thread owns the ring end for the whole transfer and
+  makes one ``os.write``/``os.readv`` per region (``_file_worker``).
 * an anyio ``ByteSendStream``/``ByteReceiveStream``: ``send`` gets a copy of the
   region, since asyncio transports may keep a reference to the buffer they were
   given after ``send`` returns (CPython 3.12+ and uvloop do), and the ring
@@ -32,11 +32,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
-from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, IncompleteRead
+from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from ._backends import FdWaiter
 from ._common import BROKEN_ERRORS, shutdown_write
+from ._file_worker import ended_mid_item, fill_file, pump_file
 from ._streams import Reader, Writer
 
 __all__ = ["TransferStats", "fill", "pump", "sendfile"]
@@ -124,7 +125,7 @@ async def pump(
                 flush = getattr(dst, "flush", None)
                 if callable(flush):
                     flush()  # keep the order of what the file object buffered before us
-                await _pump_file(reader, fd, stats)
+                await pump_file(reader, fd, stats)
             else:
                 os.set_blocking(fd, False)
                 write = functools.partial(os.write, fd)
@@ -179,18 +180,6 @@ def _pollable_move(
     return lambda view, start, stop: _call_when_ready(call, view, start, stop, wait, stats, gone)
 
 
-def _file_move(call: Callable[[int, memoryview], int], fd: int, stats: TransferStats) -> _Move:
-    # Files cannot be polled: the call runs in a worker thread.  The region
-    # stays in the ring until the call returned, as the thread reads it.
-    async def move(view: memoryview, start: int, stop: int) -> int:
-        stats.syscalls += 1
-        # The slice is made in the worker and dies with the call: an idle worker
-        # keeps its last job's arguments, and the ring must stay closable.
-        return await anyio.to_thread.run_sync(lambda: call(fd, view[start:stop]))
-
-    return move
-
-
 async def _pump_regions(reader: Reader, move: _Move, stats: TransferStats) -> None:
     """Each readable region to ``move``; only whole items leave the ring."""
     item = reader.item_size
@@ -216,10 +205,6 @@ async def _pump_pollable(
         await _pump_regions(reader, _pollable_move(write, fd.wait_writable, stats, gone), stats)
     finally:
         fd.release()
-
-
-async def _pump_file(reader: Reader, fd: int, stats: TransferStats) -> None:
-    await _pump_regions(reader, _file_move(os.write, fd, stats), stats)
 
 
 async def _pump_stream(reader: Reader, dst: ByteSendStream, stats: TransferStats) -> None:
@@ -258,7 +243,7 @@ async def fill(
                     f"anyio ByteReceiveStream, not {type(src).__name__}"
                 )
             if _is_regular_file(fd):
-                await _fill_file(writer, fd, stats)
+                await fill_file(writer, fd, stats)
             else:
                 os.set_blocking(fd, False)
                 gone = "the writing end went away"
@@ -267,15 +252,6 @@ async def fill(
     if eof:
         await writer.aclose()
     return stats.bytes
-
-
-def _ended_mid_item(held: int, item: int) -> IncompleteRead:
-    error = IncompleteRead()
-    error.args = (
-        f"the source ended in the middle of an item: {held} of its {item} bytes arrived; "
-        "they were not put in the ring",
-    )
-    return error
 
 
 async def _fill_regions(writer: Writer, move: _Move, stats: TransferStats) -> None:
@@ -298,7 +274,7 @@ async def _fill_regions(writer: Writer, move: _Move, stats: TransferStats) -> No
         held -= whole
         if not got:
             if held:
-                raise _ended_mid_item(held, item)
+                raise ended_mid_item(held, item)
             return
 
 
@@ -322,10 +298,6 @@ def _readv_one(fd: int, view: memoryview) -> int:
     return os.readv(fd, [view])
 
 
-async def _fill_file(writer: Writer, fd: int, stats: TransferStats) -> None:
-    await _fill_regions(writer, _file_move(_readv_one, fd, stats), stats)
-
-
 async def _fill_stream(writer: Writer, src: ByteReceiveStream, stats: TransferStats) -> None:
     item = writer.item_size
     held = b""  # an unfinished item: it goes in with the bytes that finish it
@@ -334,7 +306,7 @@ async def _fill_stream(writer: Writer, src: ByteReceiveStream, stats: TransferSt
             data = await src.receive(min(writer.capacity, _COPY_LIMIT))
         except EndOfStream:
             if held:
-                raise _ended_mid_item(len(held), item) from None
+                raise ended_mid_item(len(held), item) from None
             return
         stats.syscalls += 1
         stats.regions += 1

@@ -7,6 +7,7 @@ of a signal (SIGSEGV, SIGBUS, abort) fails with the signal's name.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,3 +55,21 @@ def run_scenario(
             label, _, text = line[len("OUTCOME ") :].partition(": ")
             outcomes[label] = text
     return outcomes
+
+
+def with_tmpfs(mountpoint: str, size_kib: int) -> list[str] | None:
+    """A command prefix that runs a program with a tmpfs of ``size_kib`` on ``mountpoint``.
+
+    In a mount namespace of its own (a user namespace where allowed, else as
+    root); None where neither is possible.
+    """
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    script = f'mount -t tmpfs -o size={size_kib}k tmpfs {mountpoint} && exec "$@"'
+    for flags in (["-rm"], ["-m"]):
+        prefix = [unshare, *flags, "sh", "-c", script, "sh"]
+        probe = subprocess.run([*prefix, "df", "-k", mountpoint], capture_output=True, check=False)
+        if probe.returncode == 0 and str(size_kib).encode() in probe.stdout:
+            return prefix
+    return None

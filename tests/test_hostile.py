@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import subprocess
 import sys
 import textwrap
 
 import pytest
-from scenario import run_scenario
+from scenario import run_scenario, with_tmpfs
 
 import aring
 
@@ -139,22 +137,8 @@ def test_closing_the_buffer_under_a_ring_is_refused() -> None:
     assert outcomes["buffer close after ring"] == "returned None"
 
 
-def _small_dev_shm() -> list[str] | None:
-    """A command prefix that runs a program with a 16 MiB /dev/shm of its own."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return None
-    script = 'mount -t tmpfs -o size=16m tmpfs /dev/shm && exec "$@"'
-    for flags in (["-rm"], ["-m"]):  # a user namespace where allowed, else as root
-        prefix = [unshare, *flags, "sh", "-c", script, "sh"]
-        probe = subprocess.run([*prefix, "df", "/dev/shm"], capture_output=True, check=False)
-        if probe.returncode == 0 and b"16384" in probe.stdout:
-            return prefix
-    return None
-
-
 def test_a_ring_larger_than_dev_shm_fails_at_creation_not_with_sigbus() -> None:
-    prefix = _small_dev_shm()
+    prefix = with_tmpfs("/dev/shm", 16 << 10)
     if prefix is None:
         pytest.skip("cannot mount a small /dev/shm here (needs unshare and a mount namespace)")
     outcomes = run_scenario(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
 from anyio import BrokenResourceError, create_task_group
+from scenario import run_scenario, with_tmpfs
 
 import aring
 from aring import TransferStats
@@ -170,6 +173,107 @@ async def test_cancelled_pump_loses_no_byte_it_reported() -> None:
             assert len(got) == stats.bytes
             assert bytes(got) == PAYLOAD[: stats.bytes]
             assert bytes(r.try_peek(1) or b"")[:16] == PAYLOAD[stats.bytes : stats.bytes + 16]
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await anyio.sleep(0.001)
+
+
+async def test_a_cancelled_pump_to_a_file_stops_its_worker_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "out.bin"
+    with anyio.fail_after(30), target.open("wb") as f:
+        async with aring.open(1 << 16) as (w, r):
+            stats = TransferStats()
+            async with create_task_group() as tg:
+                tg.start_soon(_feed, w, PAYLOAD)
+                with anyio.CancelScope() as pumping:
+                    async with create_task_group() as inner:
+                        inner.start_soon(lambda: aring.pump(r, f, stats=stats))
+                        await _until(lambda: stats.bytes >= 1 << 19)
+                        pumping.cancel()
+                written = os.fstat(f.fileno()).st_size
+                following = bytes(r.try_peek(1) or b"")[:16]
+                # Once pump returned, its worker makes no more write(2): the
+                # file and the ring stay as they are (4 stop checks later).
+                await anyio.sleep(4 * aring._file_worker.STOP_CHECK)
+                assert os.fstat(f.fileno()).st_size == written
+                tg.cancel_scope.cancel()
+        assert 1 << 19 <= stats.bytes < len(PAYLOAD)
+        assert written == stats.bytes
+        assert target.read_bytes() == PAYLOAD[:written]
+        assert following == PAYLOAD[written : written + 16]
+
+
+async def test_a_cancelled_fill_from_a_file_commits_what_it_read(tmp_path: Path) -> None:
+    source = tmp_path / "in.bin"
+    source.write_bytes(PAYLOAD)
+    with anyio.fail_after(30), source.open("rb") as f:
+        async with aring.open(1 << 16) as (w, r):
+            stats = TransferStats()
+            with anyio.CancelScope() as filling:
+                async with create_task_group() as tg:
+                    tg.start_soon(lambda: aring.fill(w, f, stats=stats))
+                    await _until(lambda: r.readable() == r.capacity)  # ring full: fill waits
+                    filling.cancel()
+            assert stats.bytes == r.readable() == f.tell() == 1 << 16
+            assert bytes(r.try_peek(1) or b"") == PAYLOAD[: 1 << 16]
+
+
+async def test_a_file_write_error_reaches_the_pumping_task(tmp_path: Path) -> None:
+    target = tmp_path / "read-only.bin"
+    target.write_bytes(b"")
+    with anyio.fail_after(30), target.open("rb") as f:  # write(2) on it: EBADF
+        async with aring.open(1 << 16) as (w, r):
+            async with create_task_group() as tg:
+                tg.start_soon(_feed, w, PAYLOAD[:1000])
+                with pytest.raises(OSError) as raised:
+                    await aring.pump(r, f)
+            assert raised.value.errno == errno.EBADF
+            assert r.readable() == 1000  # nothing was consumed that was not written
+
+
+def test_a_full_disk_stops_pump_with_enospc_and_the_file_holds_what_was_counted() -> None:
+    # A 256 KiB tmpfs of its own (a mount namespace), on every backend in turn.
+    prefix = with_tmpfs("/mnt", 256)
+    if prefix is None:
+        pytest.skip("cannot mount a small tmpfs here (needs unshare and a mount namespace)")
+    outcomes = run_scenario(
+        """
+        import errno, anyio
+        from anyio import create_task_group
+        payload = os.urandom(1 << 20)
+        async def main():
+            stats = aring.TransferStats()
+            with open("/mnt/out.bin", "wb") as f:
+                async with aring.open(1 << 16) as (w, r):
+                    async def feed():
+                        async with w:
+                            await w.send(payload)
+                    try:
+                        async with create_task_group() as tg:
+                            tg.start_soon(feed)
+                            await aring.pump(r, f, stats=stats)
+                    except* OSError as group:
+                        error = group.exceptions[0]
+                    else:
+                        error = None
+            data = open("/mnt/out.bin", "rb").read()
+            os.unlink("/mnt/out.bin")
+            return (error is not None and error.errno == errno.ENOSPC,
+                    0 < stats.bytes < len(payload), len(data) == stats.bytes,
+                    data == payload[: len(data)])
+        for name, backend, options in [("asyncio", "asyncio", {}),
+                                       ("uvloop", "asyncio", {"use_uvloop": True}),
+                                       ("trio", "trio", {})]:
+            outcome(name, lambda: anyio.run(main, backend=backend, backend_options=options))
+        """,
+        prefix=prefix,
+    )
+    for backend in ("asyncio", "uvloop", "trio"):
+        assert outcomes[backend] == "returned (True, True, True, True)", outcomes
 
 
 async def test_bad_targets_are_refused() -> None:
