@@ -1,9 +1,12 @@
 """File sink: bytes from a ring to a regular file, syscalls per GB and GB/s.
 
 aring: ``pump(reader, file)``, one ``os.write`` per contiguous ring region (the
-double mapping never splits one).  Peers: a plain ring (one 2N-less buffer) that
-must split a region at the wrap into two writes, and a plain ``f.write`` loop of
-each piece.  Written to a temporary file on the same disk.
+double mapping never splits one), from its worker thread; the pieces come from
+a producer thread (``writer.sync.send``, the recorder's shape) or from a task
+(``await writer.send``).  Peers: a plain ring (one N-byte buffer) that must
+split a region at the wrap into two writes, and a plain ``os.write`` of each
+piece, both synchronous in one thread.  Each to a temporary file on the disk
+(the temp directory) and on tmpfs (/dev/shm).  CPU is the whole process's.
 
 Run: python benchmarks/file_sink.py [--mib 256] [--rounds 3]
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import threading
+from functools import partial
 
 import anyio
 from _common import Scenario, add_ratios, interleave, print_scenario, timed
@@ -23,34 +28,47 @@ PIECE = 48 << 10  # not a divisor of the ring: regions wrap at every position
 RING = 1 << 20
 
 
-def aring_pump(total: int, counts: dict[str, int]) -> int:
+def aring_pump(total: int, counts: dict[str, int], where: str | None, thread: bool) -> int:
     src = memoryview(os.urandom(PIECE))
 
     async def main() -> int:
         stats = aring.TransferStats()
-        with tempfile.TemporaryFile() as f:
+        with tempfile.TemporaryFile(dir=where) as f:
             async with aring.open(RING) as (writer, reader), anyio.create_task_group() as tg:
+                if thread:
 
-                async def produce() -> None:
-                    async with writer:
+                    def produce_in_thread() -> None:
+                        send = writer.sync.send
                         for _ in range(total // PIECE):
-                            await writer.send(src)
+                            send(src)
+                        writer.close()
 
-                tg.start_soon(produce)
+                    producer = threading.Thread(target=produce_in_thread)
+                    producer.start()
+                else:
+
+                    async def produce() -> None:
+                        async with writer:
+                            for _ in range(total // PIECE):
+                                await writer.send(src)
+
+                    tg.start_soon(produce)
                 await aring.pump(reader, f, stats=stats)
+                if thread:
+                    producer.join()
         counts["writes"] = stats.syscalls
         return stats.bytes
 
     return anyio.run(main)  # type: ignore[no-any-return]
 
 
-def split_ring(total: int, counts: dict[str, int]) -> int:
+def split_ring(total: int, counts: dict[str, int], where: str | None) -> int:
     """A ring in one N-byte buffer: a region that crosses the end takes two writes."""
     src = os.urandom(PIECE)
     buffer = bytearray(RING)
     view = memoryview(buffer)
     writes = written = position = 0
-    with tempfile.TemporaryFile() as f:
+    with tempfile.TemporaryFile(dir=where) as f:
         fd = f.fileno()
         pending = 0
         for _ in range(total // PIECE):
@@ -75,9 +93,9 @@ def split_ring(total: int, counts: dict[str, int]) -> int:
     return written
 
 
-def plain_write(total: int, counts: dict[str, int]) -> int:
+def plain_write(total: int, counts: dict[str, int], where: str | None) -> int:
     src = os.urandom(PIECE)
-    with tempfile.TemporaryFile() as f:
+    with tempfile.TemporaryFile(dir=where) as f:
         fd = f.fileno()
         for _ in range(total // PIECE):
             os.write(fd, src)
@@ -87,30 +105,43 @@ def plain_write(total: int, counts: dict[str, int]) -> int:
 
 def scenario(mib: int, rounds: int, progress=None) -> Scenario:  # type: ignore[no-untyped-def]
     total = (mib << 20) // PIECE * PIECE
+    places = {"disk": None, "tmpfs": "/dev/shm"} if os.path.isdir("/dev/shm") else {"disk": None}
     cases = {}
-    for name, kind, fn in [
-        ("aring pump", "aring", aring_pump),
-        ("two-write ring", "peer", split_ring),
-        ("write per piece", "peer", plain_write),
-    ]:
+    for place, where in places.items():
+        for name, kind, fn in [
+            ("aring, producer thread", "aring", partial(aring_pump, where=where, thread=True)),
+            ("aring, producer task", "aring", partial(aring_pump, where=where, thread=False)),
+            ("two-write ring", "peer", partial(split_ring, where=where)),
+            ("write per piece", "peer", partial(plain_write, where=where)),
+        ]:
 
-        def case(fn=fn):  # type: ignore[no-untyped-def]
-            counts: dict[str, int] = {}
-            metrics = timed(lambda: fn(total, counts))
-            metrics["writes/GB"] = counts["writes"] / (total / 1e9)
-            return metrics
+            def case(fn=fn):  # type: ignore[no-untyped-def]
+                counts: dict[str, int] = {}
+                metrics = timed(lambda: fn(total, counts))
+                metrics["writes/GB"] = counts["writes"] / (total / 1e9)
+                return metrics
 
-        cases[name] = (kind, case)
+            cases[f"{name} ({place})"] = (kind, case)
     rows = interleave(cases, rounds, progress)
-    add_ratios(rows, {"aring pump": "write per piece"}, ["GB/s", "writes/GB"])
-    add_ratios(rows, {"aring pump": "two-write ring"}, ["writes/GB"])
+    for place in places:
+        for producer in ("thread", "task"):
+            ours = f"aring, producer {producer} ({place})"
+            add_ratios(rows, {ours: f"two-write ring ({place})"}, ["GB/s", "writes/GB"])
+            add_ratios(rows, {ours: f"write per piece ({place})"}, ["GB/s"])
     return Scenario(
         key="file-sink",
         title=f"file sink, {PIECE >> 10} KiB pieces through a {RING >> 20} MiB ring ({mib} MiB)",
         metrics={"GB/s": "GB/s", "writes/GB": "write(2) per GB", "CPU s/GB": "CPU s/GB"},
         higher_is_better={"GB/s": True, "writes/GB": False, "CPU s/GB": False},
         rows=rows,
-        notes=["aring pump: exactly one write per region (tests/test_io.py checks it with strace)"],
+        notes=[
+            "what it measures: 48 KiB pieces copied into a 1 MiB ring and written to a "
+            "temporary file (on disk, and on tmpfs); GB/s, write(2) calls and the whole "
+            "process's CPU per GB; the peers are synchronous in one thread, aring's producer "
+            "is a thread (sync.send) or a task (await send) and its writer the pump's worker",
+            "aring pump: exactly one write per region (tests/test_io.py checks it with strace); "
+            "the two-write ring flushes every half ring, splitting at the wrap",
+        ],
     )
 
 
