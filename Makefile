@@ -35,10 +35,10 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-# Debian packages the relay row needs; named, never installed behind your back.
+# Debian packages the relay and HTTP rows need; named, never installed behind your back.
 bench-deps:
-	@missing=""; for t in socat iperf3 strace; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
-	if [ -n "$$missing" ]; then echo "make bench: missing:$$missing (apt-get install -y$$missing); their rows stay pending" >&2; fi
+	@missing=""; for t in socat iperf3 strace wrk ab; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "make bench: missing:$$missing (Debian: apt-get install -y socat iperf3 strace wrk apache2-utils); their rows stay pending" >&2; fi
 
 bench: $(BENCH_STAMP) bench-deps
 	$(PY) benchmarks/run.py

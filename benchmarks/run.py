@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE))
 
 import create_close  # noqa: E402
 import file_sink  # noqa: E402
+import http_server  # noqa: E402
 import inproc  # noqa: E402
 import latency  # noqa: E402
 import process_to_process  # noqa: E402
@@ -46,6 +47,7 @@ def plans(quick: bool) -> dict[str, Callable[[Callable[[str], None]], Scenario]]
             2 if quick else 4, 1 if quick else 3, p, 1 << 20, relay.RELAYS_1MIB
         ),
         "relay-latency": lambda p: latency.scenario(2000 if quick else 20000, 1 if quick else 3, p),
+        "http-server": lambda p: http_server.scenario(2 if quick else 3, 1 if quick else 3, p),
         "task-to-task-65536": lambda p: inproc.scenario(65536, 128 if quick else 1024, r, p),
         "task-to-task-256": lambda p: inproc.scenario(256, 4 if quick else 32, r, p),
         "thread-to-task-65536": lambda p: thread_to_task.scenario(
@@ -166,9 +168,9 @@ def main() -> int:
     unknown = set(keys) - set(todo)
     if unknown:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {sorted(todo)}")
-    missing = relay.missing_tools()
-    if missing and any(key.startswith("relay") for key in keys):
-        print(f"note: {', '.join(missing)} missing: the relay row stays pending "
+    missing = relay.missing_tools() + http_server.missing_tools()
+    if missing and any(key.startswith(("relay", "http")) for key in keys):
+        print(f"note: {', '.join(missing)} missing: those rows stay pending "
               f"(apt-get install -y {' '.join(missing)})", file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)
     started = time.monotonic()
