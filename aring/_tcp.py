@@ -15,6 +15,7 @@ released by the next receive-side call, after which using it raises
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import socket
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from anyio import (
 )
 from anyio.abc import SocketListener, SocketStream, TaskGroup
 
-from ._backends import FdWaiter
+from ._backends import FdWaiter, current_backend
 from ._common import (
     BROKEN_ERRORS,
     DEFAULT_MAX_BYTES,
@@ -46,6 +47,12 @@ from ._ring import Ring
 __all__ = ["RingSocketListener", "RingSocketStream", "connect_tcp", "create_tcp_listener"]
 
 DEFAULT_CAPACITY = 256 << 10
+
+
+@functools.lru_cache(maxsize=64)
+def _delimiter_pattern(delimiter: bytes) -> re.Pattern[bytes]:
+    # Compiled once per delimiter: receive_until runs once per request in servers.
+    return re.compile(re.escape(delimiter))
 
 
 class RingSocketStream(SocketStream):
@@ -125,7 +132,7 @@ class RingSocketStream(SocketStream):
 
     async def receive(self, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         check_max_bytes(max_bytes)
-        await anyio.lowlevel.checkpoint()
+        await current_backend().checkpoint()
         self._enter_receive()
         try:
             if not await self._fill_until(1):
@@ -143,7 +150,7 @@ class RingSocketStream(SocketStream):
         ``EndOfStream`` when nothing is.  ``consume(k)`` releases bytes.
         """
         self._check_n(n)
-        await anyio.lowlevel.checkpoint()
+        await current_backend().checkpoint()
         self._enter_receive()
         try:
             if not await self._fill_until(n):
@@ -169,7 +176,7 @@ class RingSocketStream(SocketStream):
         ``IncompleteRead`` if the stream ends first.
         """
         self._check_n(nbytes)
-        await anyio.lowlevel.checkpoint()
+        await current_backend().checkpoint()
         self._enter_receive()
         try:
             if await self._fill_until(nbytes) < nbytes:
@@ -196,8 +203,8 @@ class RingSocketStream(SocketStream):
                 f"max_bytes must be between 1 and the capacity minus the delimiter "
                 f"({self.capacity - len(delimiter)}), got {max_bytes}"
             )
-        pattern = re.compile(re.escape(delimiter))
-        await anyio.lowlevel.checkpoint()
+        pattern = _delimiter_pattern(bytes(delimiter))
+        await current_backend().checkpoint()
         self._enter_receive()
         try:
             searched = 0
@@ -237,7 +244,7 @@ class RingSocketStream(SocketStream):
 
     async def send(self, item: bytes | bytearray | memoryview) -> None:
         view = memoryview(item).cast("B")
-        await anyio.lowlevel.checkpoint()
+        await current_backend().checkpoint()
         if self._closed:
             raise ClosedResourceError("this stream is closed")
         if self._eof_sent:
@@ -264,7 +271,7 @@ class RingSocketStream(SocketStream):
             self._sending = False
 
     async def send_eof(self) -> None:
-        await anyio.lowlevel.checkpoint()
+        await current_backend().checkpoint()
         if self._closed:
             raise ClosedResourceError("this stream is closed")
         if self._sending:
@@ -283,7 +290,7 @@ class RingSocketStream(SocketStream):
             # mapped until the last of them is gone, then it is freed.
             with contextlib.suppress(BufferError):
                 self._ring.close()
-        await anyio.lowlevel.checkpoint()
+        await current_backend().checkpoint()
 
     @property
     def _raw_socket(self) -> socket.socket:
@@ -321,7 +328,7 @@ class RingSocketListener(SocketListener):
         self._closed = False
 
     async def accept(self) -> RingSocketStream:
-        await anyio.lowlevel.checkpoint()
+        await current_backend().checkpoint()
         while True:
             if self._closed:
                 raise ClosedResourceError("this listener is closed")
@@ -355,7 +362,7 @@ class RingSocketListener(SocketListener):
             self._closed = True
             self._fd.notify_closing()
             self._sock.close()
-        await anyio.lowlevel.checkpoint()
+        await current_backend().checkpoint()
 
     @property
     def _raw_socket(self) -> socket.socket:

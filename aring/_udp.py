@@ -19,11 +19,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from anyio import ClosedResourceError
 from anyio.abc import UnreliableObjectStream
 
-from ._backends import FdWaiter
+from ._backends import FdWaiter, current_backend
 from ._common import busy
 from ._ring import Ring
 
@@ -149,7 +148,7 @@ class RingUDPSocket(UnreliableObjectStream[UDPPacket]):
 
     async def receive(self) -> UDPPacket:
         """The oldest datagram and its sender's (host, port)."""
-        await anyio.lowlevel.checkpoint()
+        await current_backend().checkpoint()
         if self._closed:
             raise ClosedResourceError("this socket is closed")
         if self._receiving:
@@ -181,7 +180,7 @@ class RingUDPSocket(UnreliableObjectStream[UDPPacket]):
             raise ValueError(
                 f"datagram of {size} bytes is larger than max_datagram ({self._max_datagram})"
             )
-        await anyio.lowlevel.checkpoint()
+        await current_backend().checkpoint()
         while True:
             if self._closed:
                 raise ClosedResourceError("this socket is closed")
@@ -197,7 +196,7 @@ class RingUDPSocket(UnreliableObjectStream[UDPPacket]):
             self._fd.notify_closing()
             self._sock.close()
             self._ring.close()
-        await anyio.lowlevel.checkpoint()
+        await current_backend().checkpoint()
 
     @property
     def extra_attributes(self) -> Any:
@@ -244,7 +243,7 @@ async def create_udp_socket(
     receive_buffer: int | None = None,
 ) -> RingUDPSocket:
     """A bound UDP socket; ``receive_buffer`` sets SO_RCVBUF (the kernel's own queue)."""
-    await anyio.lowlevel.checkpoint()
+    await current_backend().checkpoint()
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if receive_buffer is not None:
