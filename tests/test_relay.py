@@ -434,12 +434,12 @@ def test_cli_relay_carries_iperf3_with_stats(relay_cli) -> None:  # type: ignore
         import json
 
         received = json.loads(done.stdout)["end"]["sum_received"]["bytes"]
-        assert received > 10 << 20
+        assert received > 10 << 20, done.stdout
         relay.send_signal(signal.SIGINT)
         _, err = relay.communicate(timeout=20)
         assert relay.returncode == 0, err
-        assert "Gbit/s" in err and "active" in err  # the live stats line
-        assert "steps/MiB" in err and "waits/MiB" in err  # what each byte costs the loop
+        assert "Gbit/s" in err and "active" in err, err  # the live stats line
+        assert "steps/MiB" in err and "waits/MiB" in err, err  # what each byte costs the loop
     finally:
         server.kill()
         server.wait(10)
