@@ -23,6 +23,7 @@ Targets, by type:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -35,7 +36,7 @@ import anyio
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
-from ._backends import FdWaiter
+from ._backends import FdWaiter, current_backend
 from ._common import BROKEN_ERRORS, shutdown_write
 from ._file_worker import ended_mid_item, fill_file, pump_file
 from ._streams import Reader, Writer
@@ -81,16 +82,34 @@ def _fileno(target: object) -> int | None:
 
 @contextmanager
 def _closed_ring_is_closed(end: Reader | Writer) -> Iterator[None]:
-    """A region released under us because the ring or the end was closed (from
-    another thread) is ``ClosedResourceError``, not a released-memoryview error."""
+    """The end (or its ring) closed during the transfer: ``ClosedResourceError``.
+
+    The transfer may be waiting on its socket or stream, which the close does
+    not touch: a hook on the end cancels the transfer from whichever thread
+    closes it.  A region released under us is the same error, not a
+    released-memoryview ``ValueError``.
+    """
+    scope = anyio.CancelScope()
+    soon = current_backend().call_soon_threadsafe()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            soon(scope.cancel)
+
+    end._on_close = (*end._on_close, wake)
     try:
-        yield
+        with scope:
+            yield
     except ValueError as exc:
         if end.closed:
             raise ClosedResourceError(
                 "the ring was closed while one of its regions was being moved"
             ) from exc
         raise
+    finally:
+        end._on_close = tuple(hook for hook in end._on_close if hook is not wake)
+    if scope.cancelled_caught:  # only the hook cancels this scope, once the end closed
+        raise ClosedResourceError("the ring was closed during the transfer")
 
 
 async def pump(

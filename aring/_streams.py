@@ -71,6 +71,9 @@ class _TaskSide:
     # __init__ has set them.
     _watch: Watch | None = None
     _ring: Ring
+    # Called (from the closing thread) when this end closes: a transfer waiting
+    # on something else than the ring (a socket, a stream) is woken this way.
+    _on_close: tuple[Callable[[], None], ...] = ()
 
     if TYPE_CHECKING:
         # Provided by the native end this mixes into.
@@ -149,6 +152,8 @@ class _TaskSide:
         watch, self._watch = self._watch, None
         if watch is not None:
             watch.close()
+        for hook in self._on_close:
+            hook()
 
     def __del__(self) -> None:
         watch = self._watch

@@ -276,6 +276,45 @@ def test_a_full_disk_stops_pump_with_enospc_and_the_file_holds_what_was_counted(
         assert outcomes[backend] == "returned (True, True, True, True)", outcomes
 
 
+@pytest.mark.parametrize("closer", ["task", "thread"])
+async def test_closing_the_ring_wakes_a_pump_waiting_on_its_socket(closer: str) -> None:
+    left, right = socket.socketpair()
+    with left, right, anyio.fail_after(10):
+        left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        async with aring.open(1 << 16) as (w, r):
+            await w.send(PAYLOAD[:60000])  # more than the socket takes: pump waits on it
+            stats = TransferStats()
+
+            async def close_once_waiting() -> None:
+                await _until(lambda: stats.waits > 0)
+                if closer == "task":
+                    w.extra(aring.RingAttribute.ring).close()
+                else:
+                    await anyio.to_thread.run_sync(w.extra(aring.RingAttribute.ring).close)
+
+            async with create_task_group() as tg:
+                tg.start_soon(close_once_waiting)
+                with pytest.raises(anyio.ClosedResourceError, match="closed during the transfer"):
+                    await aring.pump(r, left, stats=stats)
+            assert 0 < stats.bytes < 60000
+
+
+async def test_closing_the_writer_wakes_a_fill_waiting_on_its_socket() -> None:
+    left, right = socket.socketpair()
+    with left, right, anyio.fail_after(10):
+        async with aring.open(1 << 16) as (w, _reader):
+            stats = TransferStats()
+            async with create_task_group() as tg:
+
+                async def close_once_waiting() -> None:
+                    await _until(lambda: stats.waits > 0)  # nothing to read: fill waits
+                    w.close()
+
+                tg.start_soon(close_once_waiting)
+                with pytest.raises(anyio.ClosedResourceError):
+                    await aring.fill(w, right, stats=stats)
+
+
 async def test_bad_targets_are_refused() -> None:
     async with aring.open(4096) as (w, r):
         with pytest.raises(TypeError, match="dst must be a socket"):

@@ -87,6 +87,9 @@ class Backend(Protocol):
     def checkpoint(self) -> Awaitable[None]:
         """A cancel point and a schedule point."""
 
+    def call_soon_threadsafe(self) -> Callable[[Callable[[], None]], None]:
+        """A function that runs a callback soon in the running loop, called from any thread."""
+
     def drive(self, source: int, target: int, step: Callable[[], int]) -> Awaitable[None]:
         """Call ``step()`` until it returns DONE, each time once what it asked for is ready.
 

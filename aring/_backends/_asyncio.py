@@ -233,6 +233,14 @@ class AsyncioBackend:
     def checkpoint(self) -> Awaitable[None]:
         return _yield_to_loop()
 
+    def call_soon_threadsafe(self) -> Callable[[Callable[[], None]], None]:
+        loop = asyncio.get_running_loop()
+
+        def soon(callback: Callable[[], None]) -> None:
+            loop.call_soon_threadsafe(callback)
+
+        return soon
+
     def drive(self, source: int, target: int, step: Callable[[], int]) -> Awaitable[None]:
         return _drive(source, target, step)
 

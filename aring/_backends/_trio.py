@@ -123,6 +123,9 @@ class TrioBackend:
     def checkpoint(self) -> Awaitable[None]:
         return trio.lowlevel.checkpoint()
 
+    def call_soon_threadsafe(self) -> Callable[[Callable[[], None]], None]:
+        return trio.lowlevel.current_trio_token().run_sync_soon
+
     async def drive(self, source: int, target: int, step: Callable[[], int]) -> None:
         # trio has no readiness callbacks: the task waits, then steps.
         while (need := step()) != DONE:
