@@ -357,7 +357,7 @@ def relay_cli(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     procs: list[subprocess.Popen[str]] = []
 
     def start(target: int, *extra: str, probe: bool = True) -> tuple[int, subprocess.Popen[str]]:
-        """``probe=False``: wait without connecting (the relay would carry a probe to the target)."""
+        """``probe=False``: wait without connecting (the relay carries a probe on)."""
         port = _free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "aring", "relay", "--listen", f"127.0.0.1:{port}",
