@@ -10,12 +10,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
 from anyio import BrokenResourceError, create_task_group
+from observe import until_async
 from scenario import run_scenario, with_tmpfs
 
 import aring
@@ -175,11 +175,6 @@ async def test_cancelled_pump_loses_no_byte_it_reported() -> None:
             assert bytes(r.try_peek(1) or b"")[:16] == PAYLOAD[stats.bytes : stats.bytes + 16]
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    while not condition():
-        await anyio.sleep(0.001)
-
-
 async def test_a_cancelled_pump_to_a_file_stops_its_worker_and_loses_nothing(
     tmp_path: Path,
 ) -> None:
@@ -192,7 +187,7 @@ async def test_a_cancelled_pump_to_a_file_stops_its_worker_and_loses_nothing(
                 with anyio.CancelScope() as pumping:
                     async with create_task_group() as inner:
                         inner.start_soon(lambda: aring.pump(r, f, stats=stats))
-                        await _until(lambda: stats.bytes >= 1 << 19)
+                        await until_async(lambda: stats.bytes >= 1 << 19, "half a MiB pumped")
                         pumping.cancel()
                 written = os.fstat(f.fileno()).st_size
                 following = bytes(r.try_peek(1) or b"")[:16]
@@ -216,7 +211,9 @@ async def test_a_cancelled_fill_from_a_file_commits_what_it_read(tmp_path: Path)
             with anyio.CancelScope() as filling:
                 async with create_task_group() as tg:
                     tg.start_soon(lambda: aring.fill(w, f, stats=stats))
-                    await _until(lambda: r.readable() == r.capacity)  # ring full: fill waits
+                    await until_async(
+                        lambda: r.readable() == r.capacity, "the ring full: fill waits"
+                    )
                     filling.cancel()
             assert stats.bytes == r.readable() == f.tell() == 1 << 16
             assert bytes(r.try_peek(1) or b"") == PAYLOAD[: 1 << 16]
@@ -286,7 +283,7 @@ async def test_closing_the_ring_wakes_a_pump_waiting_on_its_socket(closer: str) 
             stats = TransferStats()
 
             async def close_once_waiting() -> None:
-                await _until(lambda: stats.waits > 0)
+                await until_async(lambda: stats.waits > 0, "pump waiting on the socket")
                 if closer == "task":
                     w.extra(aring.RingAttribute.ring).close()
                 else:
@@ -307,7 +304,7 @@ async def test_closing_the_writer_wakes_a_fill_waiting_on_its_socket() -> None:
             async with create_task_group() as tg:
 
                 async def close_once_waiting() -> None:
-                    await _until(lambda: stats.waits > 0)  # nothing to read: fill waits
+                    await until_async(lambda: stats.waits > 0, "fill waiting on the socket")
                     w.close()
 
                 tg.start_soon(close_once_waiting)
