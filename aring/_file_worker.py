@@ -21,14 +21,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio import EndOfStream, IncompleteRead
+from anyio import EndOfStream
 
+from ._items import commit_read, end_reservation
 from ._streams import Reader, Writer
 
 if TYPE_CHECKING:
     from ._io import TransferStats
 
-__all__ = ["ended_mid_item", "fill_file", "pump_file"]
+__all__ = ["fill_file", "pump_file"]
 
 #: seconds a waiting worker sleeps before it looks whether it was told to stop
 STOP_CHECK = 0.05
@@ -81,7 +82,6 @@ async def pump_file(reader: Reader, fd: int, stats: TransferStats) -> None:
 
 async def fill_file(writer: Writer, fd: int, stats: TransferStats) -> None:
     """``readv(2)`` from ``fd`` into each free region until the file ends."""
-    item = writer.item_size
 
     def work(stop: threading.Event) -> None:
         held = 0  # bytes of an unfinished item, kept at the start of the free space
@@ -95,26 +95,11 @@ async def fill_file(writer: Writer, fd: int, stats: TransferStats) -> None:
             try:
                 got = os.readv(fd, [view[held:] if held else view])
             except BaseException:
-                writer.commit(0)  # the reservation ends; nothing more was read
+                end_reservation(writer)
                 raise
-            held += got
-            whole = held - held % item
-            writer.commit(whole)
-            stats.bytes += whole
-            held -= whole
+            held = commit_read(writer, held, got, stats)
             if not got:
-                if held:
-                    raise ended_mid_item(held, item)
                 return
 
     await _run_worker(work)
 
-
-def ended_mid_item(held: int, item: int) -> IncompleteRead:
-    """The error for a source that ended with part of an item (the part stays out)."""
-    error = IncompleteRead()
-    error.args = (
-        f"the source ended in the middle of an item: {held} of its {item} bytes arrived; "
-        "they were not put in the ring",
-    )
-    return error

@@ -38,7 +38,8 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from ._backends import FdWaiter, current_backend
 from ._common import BROKEN_ERRORS, shutdown_write
-from ._file_worker import ended_mid_item, fill_file, pump_file
+from ._file_worker import fill_file, pump_file
+from ._items import commit_read, end_reservation, ended_mid_item
 from ._streams import Reader, Writer
 
 __all__ = ["TransferStats", "fill", "pump", "sendfile"]
@@ -275,7 +276,6 @@ async def fill(
 
 async def _fill_regions(writer: Writer, move: _Move, stats: TransferStats) -> None:
     """``move`` into each free region; only whole items are committed."""
-    item = writer.item_size
     held = 0  # bytes of an unfinished item, kept at the start of the free space
     while True:
         view = await writer.reserve(held + 1)
@@ -283,17 +283,10 @@ async def _fill_regions(writer: Writer, move: _Move, stats: TransferStats) -> No
         try:
             got = await move(view, held, len(view))
         except BaseException:
-            if not writer.closed:  # a ring closed meanwhile has no reservation left to end
-                writer.commit(0)  # the reservation ends; nothing more was received
+            end_reservation(writer)
             raise
-        held += got
-        whole = held - held % item
-        writer.commit(whole)
-        stats.bytes += whole
-        held -= whole
+        held = commit_read(writer, held, got, stats)
         if not got:
-            if held:
-                raise ended_mid_item(held, item)
             return
 
 
