@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 from _common import Scenario, add_ratios, interleave, print_scenario
+
+from aring._cli.relay_demo import process_cpu
 
 PEER_RELAYS = [
     "splice", "uvloop-streams", "asyncio-proto", "uvloop-proto", "trio",
@@ -88,10 +89,11 @@ def _wait_listening(port: int, what: str, process: subprocess.Popen[bytes]) -> N
         time.sleep(0.05)
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds of a live process: user + system, and its reaped children's."""
-    fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
-    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+def _relay_cpu(pid: int) -> float:
+    cpu = process_cpu(pid)
+    if cpu is None:
+        raise RuntimeError("the relay benchmark reads relay CPU from /proc, which is missing here")
+    return cpu
 
 
 def _children(pid: int) -> list[int]:
@@ -115,7 +117,7 @@ def one(name: str, seconds: float, buffer: int) -> dict[str, float]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_listening(target, "iperf3 -s", server)
     try:
-        cpu_before = process_cpu(relay.pid) if relay else 0.0
+        cpu_before = _relay_cpu(relay.pid) if relay else 0.0
         done = subprocess.run(
             ["iperf3", "-c", "127.0.0.1", "-p", str(listen if relay else target),
              "-t", str(seconds), "-l", "128K", "-J"],
@@ -134,7 +136,7 @@ def one(name: str, seconds: float, buffer: int) -> dict[str, float]:
             while _children(relay.pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
             time.sleep(0.05)
-            used = process_cpu(relay.pid) - cpu_before
+            used = _relay_cpu(relay.pid) - cpu_before
             metrics["CPU s/GB"] = used / (result["bytes"] / 1e9)
         return metrics
     finally:

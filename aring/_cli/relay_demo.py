@@ -33,7 +33,7 @@ from .._relay import parse_address
 from .progress import Progress
 from .units import format_size
 
-__all__ = ["RelayRun", "run_relay_demo", "serve_asyncio_streams"]
+__all__ = ["RelayRun", "process_cpu", "run_relay_demo", "serve_asyncio_streams"]
 
 _PATTERN = 1 << 20
 _BUFFER = 1 << 20   # aring's ring per direction, and the peer's read size
@@ -91,7 +91,7 @@ def _start_relay(command: list[str], out: TextIO) -> tuple[subprocess.Popen[str]
     return proc, port
 
 
-def _process_cpu(pid: int) -> float | None:
+def process_cpu(pid: int) -> float | None:
     """CPU seconds (user + system, reaped children included) of a live process, or None.
 
     From ``/proc/PID/stat``, so the relay's own start-up can be left out by
@@ -126,7 +126,7 @@ def _one(name: str, command: list[str], size: int, progress: TextIO, out: TextIO
     cpu_before = cpu_after = None
     try:
         with socket.create_connection(("127.0.0.1", port)) as source:
-            cpu_before = _process_cpu(proc.pid)
+            cpu_before = process_cpu(proc.pid)
             start = time.perf_counter()
             meter = Progress(progress, size, name)
             sent = 0
@@ -140,7 +140,7 @@ def _one(name: str, command: list[str], size: int, progress: TextIO, out: TextIO
             if not sink.finished.wait(120):
                 raise TimeoutError(f"{name}: the sink saw no end of stream within 120 s")
             elapsed = time.perf_counter() - start
-            cpu_after = _process_cpu(proc.pid)
+            cpu_after = process_cpu(proc.pid)
             meter.update(sink.received)
             meter.finish()
     finally:
