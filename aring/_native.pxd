@@ -31,7 +31,6 @@ cdef extern from "includes/aring.h" nogil:
     uint64_t aring_now_ns()
 
     # header.h
-    int ARING_LINE
     uint64_t ARING_MAGIC
     uint32_t ARING_LAYOUT_VERSION
     int ARING_MAX_READERS
@@ -116,7 +115,6 @@ cdef extern from "includes/aring.h" nogil:
     # process.h
     int aring_install_fork_hook()
     unsigned long aring_fork_generation()
-    int ARING_PROCESS_ALIVE
     int ARING_PROCESS_DEAD
     uint64_t aring_self_start()
     int aring_process_alive(uint32_t pid, uint64_t start)
@@ -135,6 +133,13 @@ cdef extern from "<unistd.h>" nogil:
     int usleep(unsigned int usec)
     int getpid()
     int unlink(const char *path)
+    ssize_t read(int fd, void *buf, size_t count)
+    ssize_t write(int fd, const void *buf, size_t count)
+
+
+cdef extern from "<errno.h>":
+    int EAGAIN
+    int EWOULDBLOCK
 
 
 cdef class DoubleMappedBuffer:

@@ -2,14 +2,6 @@
 # zero-copy path of pump, fill and the relay.  One system call per region, the
 # GIL released around large ones (the in-flight count keeps the memory mapped).
 
-cdef extern from "<unistd.h>" nogil:
-    ssize_t read(int fd, void *buf, size_t count)
-    ssize_t write(int fd, const void *buf, size_t count)
-
-cdef extern from "<errno.h>":
-    int EAGAIN
-    int EWOULDBLOCK
-
 
 cdef Py_ssize_t _fd_call(RingCore core, bint reading, int fd, char *at, Py_ssize_t n) except -2:
     """read(fd) into ``at`` or write(fd) from it: bytes moved, or -1 if it would block.
