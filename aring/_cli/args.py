@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 
 from .._native import _ring_capacity
 from .._relay import DEFAULT_CAPACITY, DEFAULT_CONNECT_TIMEOUT, parse_address
@@ -115,4 +116,5 @@ def installed(module: str) -> bool:
 
 
 def _default_loop() -> str:
-    return "uvloop" if installed("uvloop") else "asyncio"
+    # find_spec, not an import: building the parser (for --help too) must not load uvloop
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
