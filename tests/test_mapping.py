@@ -5,8 +5,13 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from scenario import run_scenario
 
 import aring
 
@@ -197,3 +202,43 @@ def test_too_many_open_files_is_emfile_not_a_fallback() -> None:
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+BLOCK_EVENTFD = r"""
+#include <errno.h>
+int eventfd(unsigned int initval, int flags) {
+    (void)initval; (void)flags; errno = ENOSYS; return -1;
+}
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="eventfd is Linux's")
+def test_auto_notifier_is_a_pipe_where_eventfd_is_blocked(tmp_path: Path) -> None:
+    # A sandbox that refuses eventfd (seccomp, gVisor) stands in for here by a
+    # preloaded eventfd() that fails: capabilities() and Ring() must agree.
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the eventfd blocker")
+    source = tmp_path / "block_eventfd.c"
+    source.write_text(BLOCK_EVENTFD)
+    blocker = tmp_path / "block_eventfd.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", blocker, source], check=True)
+    outcomes = run_scenario(
+        """
+        outcome("probe", lambda: (aring.capabilities().notifier, aring.capabilities().reason))
+        ring = aring.Ring(4096)
+        outcome("auto", lambda: ring.notifier)
+        w, r = ring.writer(), ring.reader()
+        w.try_write(b"wake")
+        outcome("wait", lambda: (r.wait(1, 5), r.try_read()))
+        outcome("eventfd", lambda: aring.Ring(4096, notifier="eventfd"))
+        """,
+        prefix=["env", f"LD_PRELOAD={blocker}"],
+    )
+    assert outcomes["probe"].startswith("returned ('pipe', "), outcomes
+    assert "eventfd" in outcomes["probe"], "capabilities() must say why not eventfd"
+    assert outcomes["auto"] == "returned 'pipe'"
+    assert outcomes["wait"] == "returned (True, b'wake')"
+    assert outcomes["eventfd"].startswith("MappingError"), outcomes["eventfd"]
+    with aring.Ring(4096) as ring:  # and here, unblocked, auto is what the probe found
+        assert ring.notifier == aring.capabilities().notifier
