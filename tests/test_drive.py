@@ -68,7 +68,7 @@ async def test_again_lets_other_tasks_run_between_steps() -> None:
         async def other() -> None:
             for _ in range(3):
                 order.append("other")
-                await anyio.sleep(0)
+                await anyio.sleep(0)  # a schedule point, not a wait: lets a step run between
 
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:

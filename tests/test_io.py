@@ -158,8 +158,9 @@ async def test_cancelled_pump_loses_no_byte_it_reported() -> None:
             stats = TransferStats()
             async with create_task_group() as tg:
                 tg.start_soon(_feed, w, PAYLOAD[: 1 << 20])
-                with anyio.move_on_after(0.2):
-                    await aring.pump(r, left, stats=stats)  # right is not read: it blocks
+                tg.start_soon(lambda: aring.pump(r, left, stats=stats))
+                # right is not read: pump fills the socket, then waits on it
+                await until_async(lambda: stats.waits, "pump waiting on a full socket")
                 tg.cancel_scope.cancel()
             assert 0 < stats.bytes < 1 << 20
             right.setblocking(False)
@@ -427,8 +428,8 @@ async def test_ring_closed_from_another_thread_while_pump_holds_a_region() -> No
 
         async with create_task_group() as tg:
             tg.start_soon(pump)
-            while not stats.waits:  # the socket is full: pump waits, holding its region
-                await anyio.sleep(0.001)
+            # the socket is full: pump waits, holding its region
+            await until_async(lambda: stats.waits, "the transfer waiting")
             await anyio.to_thread.run_sync(ring.close)
             right.setblocking(False)
             with contextlib.suppress(BlockingIOError):
@@ -454,8 +455,8 @@ async def test_fill_into_a_ring_closed_from_another_thread() -> None:
 
         async with create_task_group() as tg:
             tg.start_soon(fill)
-            while not stats.waits:  # nothing to receive: fill waits, holding free space
-                await anyio.sleep(0.001)
+            # nothing to receive: fill waits, holding free space
+            await until_async(lambda: stats.waits, "the transfer waiting")
             await anyio.to_thread.run_sync(ring.close)
             left.send(b"late bytes")
         assert len(failure) == 1

@@ -35,6 +35,8 @@ def test_close_during_a_32_mib_copy_in_another_thread(strategy: str) -> None:
             t = threading.Thread(target=copy)
             t.start()
             started.wait()
+            # Not synchronisation: vary how far the copier got, so the close
+            # lands at different points of its copy loop across attempts.
             time.sleep(0.001 * (attempt % 5))
             while True:
                 try:
@@ -573,7 +575,8 @@ def test_a_child_closing_an_inherited_ring_waits_for_its_own_copies() -> None:
             t = threading.Thread(target=read)
             t.start()
             started.wait()
-            time.sleep(0.002)
+            while buffer[0] != ord("x"):  # the copy has begun (it runs without the GIL)
+                pass
             ring.close()
             t.join()
             os._exit(0)
