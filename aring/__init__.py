@@ -3,7 +3,7 @@
 from ._capabilities import Capabilities, capabilities
 from ._io import TransferStats, fill, pump, sendfile
 from ._native import DoubleMappedBuffer, ForkedError, MappingError
-from ._ring import Ring, open
+from ._ring import Checkpoints, Ring, open
 from ._streams import Reader, RingAttribute, Writer
 from ._sync import SyncReader, SyncWriter
 from ._tcp import RingSocketListener, RingSocketStream, connect_tcp, create_tcp_listener
@@ -11,6 +11,7 @@ from ._udp import RingUDPSocket, UDPStats, create_udp_socket
 
 __all__ = [
     "Capabilities",
+    "Checkpoints",
     "DoubleMappedBuffer",
     "ForkedError",
     "MappingError",

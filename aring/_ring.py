@@ -17,7 +17,10 @@ from anyio import ClosedResourceError
 from . import _native
 from ._streams import Reader, Writer
 
-__all__ = ["Ring", "open"]
+__all__ = ["Checkpoints", "Ring", "open"]
+
+#: when the ends' async calls yield to the event loop (see ``Ring``)
+Checkpoints = Literal["always", "budget"]
 
 
 class Ring(_native.RingCore):
@@ -31,9 +34,30 @@ class Ring(_native.RingCore):
     ring that is only polled (``try_*``): it opens no fds, and a call that
     would have to wait raises ``RuntimeError``.
 
+    ``checkpoints`` says when the ends' async calls yield to the event loop:
+    ``"always"`` (the default, trio's rule: every call is a cancel point and a
+    schedule point) or ``"budget"`` (every call is still a cancel point, but
+    it yields only when it must wait, or once ``BUDGET_CALLS`` calls or
+    ``BUDGET_SECONDS`` went by without a yield; see docs/async.rst).
+
     Closing the ring closes its ends; it raises ``BufferError`` while views of
     its memory are alive.
     """
+
+    #: when the ends' async calls yield: "always" or "budget"
+    checkpoints: Checkpoints
+
+    def __new__(
+        cls, capacity: int, *, checkpoints: Checkpoints = "always", **options: Any
+    ) -> Ring:
+        # Checked before anything is mapped; the native core never sees it.
+        if checkpoints not in ("always", "budget"):
+            if not isinstance(checkpoints, str):
+                raise TypeError(f"checkpoints must be a str, not {type(checkpoints).__name__}")
+            raise ValueError(f"checkpoints must be 'always' or 'budget', not {checkpoints!r}")
+        ring = super().__new__(cls, capacity, **options)
+        ring.checkpoints = checkpoints
+        return ring
 
     def __init__(
         self,
@@ -44,6 +68,7 @@ class Ring(_native.RingCore):
         strategy: str = "auto",
         path: str | bytes | None = None,
         notifier: str = "auto",
+        checkpoints: Checkpoints = "always",
     ) -> None:
         self._writer: Writer | None = None
 
@@ -82,6 +107,7 @@ def open(
     strategy: str = "auto",
     path: str | bytes | None = None,
     notifier: str = "auto",
+    checkpoints: Checkpoints = "always",
 ) -> AbstractAsyncContextManager[tuple[Writer, Reader]]: ...
 
 
@@ -94,6 +120,7 @@ def open(
     strategy: str = "auto",
     path: str | bytes | None = None,
     notifier: str = "auto",
+    checkpoints: Checkpoints = "always",
 ) -> AbstractAsyncContextManager[tuple[Writer, Reader, Reader]]: ...
 
 
@@ -106,6 +133,7 @@ def open(
     strategy: str = "auto",
     path: str | bytes | None = None,
     notifier: str = "auto",
+    checkpoints: Checkpoints = "always",
 ) -> AbstractAsyncContextManager[tuple[Writer, Reader, Reader, Reader]]: ...
 
 
@@ -118,6 +146,7 @@ def open(
     strategy: str = "auto",
     path: str | bytes | None = None,
     notifier: str = "auto",
+    checkpoints: Checkpoints = "always",
 ) -> AbstractAsyncContextManager[tuple[Writer, Reader, Reader, Reader, Reader]]: ...
 
 
@@ -130,6 +159,7 @@ def open(
     strategy: str = "auto",
     path: str | bytes | None = None,
     notifier: str = "auto",
+    checkpoints: Checkpoints = "always",
 ) -> AbstractAsyncContextManager[tuple[Writer, *tuple[Reader, ...]]]: ...
 
 
@@ -141,6 +171,7 @@ def open(
     strategy: str = "auto",
     path: str | bytes | None = None,
     notifier: str = "auto",
+    checkpoints: Checkpoints = "always",
 ) -> AbstractAsyncContextManager[tuple[Writer, *tuple[Reader, ...]]]:
     """A new ring's ends for ``async with``: ``(writer, reader)``, or ``(writer, *readers)``.
 
@@ -148,7 +179,13 @@ def open(
     and the ring are closed (``BufferError`` if views of the ring's memory are
     still referenced then).
     """
-    options = {"item_size": item_size, "strategy": strategy, "path": path, "notifier": notifier}
+    options = {
+        "item_size": item_size,
+        "strategy": strategy,
+        "path": path,
+        "notifier": notifier,
+        "checkpoints": checkpoints,
+    }
     return _opened(capacity, readers, options)
 
 

@@ -10,6 +10,7 @@ asyncio, uvloop and trio (named in the docstring).
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 
@@ -19,6 +20,7 @@ import trio.testing
 from trioviews import trio_ring_pair, trio_tcp_pair
 
 import aring
+from aring import _streams
 from aring._relay import RelayStats, serve_relay
 
 pytestmark = pytest.mark.trio
@@ -138,3 +140,82 @@ async def test_a_writer_waiting_on_a_dead_forked_reader_frees_its_slot(
         assert trio.current_time() - start <= 2 * aring._native.PEER_CHECK_INTERVAL
         assert ring.dead_readers == 1
         assert mine.try_read() == b"b" * 100
+
+
+async def test_a_budget_mode_producer_yields_within_its_time_slice(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each send follows 0.4 ms of (simulated) work: the producer must yield every
+    third call (a 1 ms slice), not once per BUDGET_CALLS calls.  Real-time twin (call
+    count): test_budget.py::test_a_busy_producer_yields_at_least_once_per_budget."""
+    work = 0.0004
+    per_slice = math.ceil(_streams.BUDGET_SECONDS / work)
+    sent = 0
+    per_step: list[int] = []  # sends in each run of the producer between two yields
+
+    class CountSteps(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            self.at = sent
+
+        def after_task_step(self, task: trio.lowlevel.Task) -> None:
+            if task is producer and sent > self.at:
+                per_step.append(sent - self.at)
+
+    async with aring.open(1 << 20, checkpoints="budget") as (writer, _reader):
+
+        async def produce() -> None:
+            nonlocal sent
+            for _ in range(10 * per_slice):
+                autojump_clock.jump(work)  # busy for 0.4 ms, as far as the loop's clock knows
+                await writer.send(b"x")
+                sent += 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce)
+            producer = next(t for t in nursery.child_tasks if t.name.endswith("produce"))
+            trio.lowlevel.add_instrument(instrument := CountSteps())
+            try:
+                while sent < 10 * per_slice:
+                    await trio.lowlevel.checkpoint()
+            finally:
+                trio.lowlevel.remove_instrument(instrument)
+    assert per_step, "the producer never ran"
+    assert max(per_step) <= per_slice, f"ran longer than its time slice: {per_step}"
+    assert min(per_step) >= 2, f"yielded on every call: {per_step}"
+
+
+async def test_a_deadline_reaches_a_budget_mode_task_within_a_time_slice(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A deadline that passes while the task does not yield is seen at its next yield."""
+    async with aring.open(1 << 20, checkpoints="budget") as (writer, _reader):
+        with trio.move_on_after(0.001) as scope:
+            deadline = scope.deadline
+            while True:
+                autojump_clock.jump(0.0004)
+                await writer.send(b"x")
+        assert scope.cancelled_caught
+        late = trio.current_time() - deadline
+        assert 0 <= late <= _streams.BUDGET_SECONDS, late
+
+
+async def test_every_call_checkpoints_by_default_and_budget_mode_skips_within_budget() -> None:
+    for mode in ("always", "budget"):
+        async with aring.open(1 << 16, checkpoints=mode) as (writer, reader):  # type: ignore[call-overload]
+            await writer.send(b"warm")  # budget mode: the budget for this task starts here
+            assert await reader.receive() == b"warm"
+            calls = [
+                lambda: writer.send(b"abcd"),
+                lambda: writer.reserve(1),
+                lambda: reader.peek(1),
+                lambda: reader.receive(1),
+                lambda: reader.receive_into(bytearray(1)),
+            ]
+            for call in calls:
+                check = (
+                    trio.testing.assert_checkpoints()
+                    if mode == "always"
+                    else trio.testing.assert_no_checkpoints()
+                )
+                with check:
+                    await call()

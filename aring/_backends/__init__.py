@@ -65,6 +65,15 @@ class SocketWatch(Protocol):
         """The fd is about to be closed: waiting tasks get ``ClosedResourceError``."""
 
 
+#: What ``YieldBudget.spend()`` says (see :meth:`Backend.yield_budget`).
+GO_ON = 1
+YIELD_NOW = 0
+OTHER_TASK = -1
+
+#: (spend, restart) of one task's yield budget
+YieldBudget = tuple[Callable[[], int], Callable[[], None]]
+
+
 #: What a step given to :meth:`Backend.drive` asks for next (DONE: return).
 DONE = 0
 NEED_SOURCE = 1   # call it again once the source fd is readable
@@ -86,6 +95,19 @@ class Backend(Protocol):
 
     def checkpoint(self) -> Awaitable[None]:
         """A cancel point and a schedule point."""
+
+    def yield_budget(self, calls: int, seconds: float) -> YieldBudget:
+        """A budget of ``calls`` calls or ``seconds`` without a yield, for the running task.
+
+        ``spend()`` (from that task, once per async call) says whether the
+        call may go on without yielding: GO_ON, YIELD_NOW (also when the task
+        is cancelled; the budget restarts, as the caller yields now) or
+        OTHER_TASK (make a budget for the task now running).  ``restart()``:
+        the task yielded some other way (it waited).  Cancellation is seen as
+        trio's ``checkpoint_if_cancelled`` sees it: a cancel scope cancelled
+        from the task itself, or by the loop at its last pass; a deadline
+        that passed since then, at the next yield.
+        """
 
     def call_soon_threadsafe(self) -> Callable[[Callable[[], None]], None]:
         """A function that runs a callback soon in the running loop, called from any thread."""

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import types
 from collections.abc import Awaitable, Callable, Generator
 
 from anyio import ClosedResourceError
 
+# anyio's per-task cancel scope state on asyncio: read (never written) by the
+# budget mode's cancellation check, which would otherwise cost a loop pass.
+# A private name: tests/test_budget.py fails if a new anyio renames it.
+from anyio._backends._asyncio import _task_states as _anyio_task_states
+
 from .._native import drain_notifier
-from . import AGAIN, DONE, NEED_SOURCE, NEED_TARGET
+from . import AGAIN, DONE, GO_ON, NEED_SOURCE, NEED_TARGET, OTHER_TASK, YIELD_NOW, YieldBudget
 
 __all__ = ["backend"]
 
@@ -218,6 +224,45 @@ async def _drive(source: int, target: int, step: Callable[[], int]) -> None:
     await driver.wait()
 
 
+def _yield_budget(calls: int, seconds: float) -> YieldBudget:
+    current_task = asyncio.current_task
+    monotonic = time.monotonic  # not loop.time(): uvloop's may be cached per pass
+    task = current_task()
+    # anyio's state of the task, made once (when the task first enters a cancel scope)
+    state = _anyio_task_states.get(task)  # type: ignore[arg-type]
+    left = calls
+    until = monotonic() + seconds
+
+    def spend() -> int:
+        nonlocal left, until, state
+        if current_task() is not task:
+            return OTHER_TASK
+        left -= 1
+        if left >= 0 and monotonic() < until:
+            # anyio's cancel scopes around the task (CancelScope, fail_after,
+            # task groups): one cancelled, and not behind a shield, means yield
+            if state is None:
+                state = _anyio_task_states.get(task)  # type: ignore[arg-type]
+            scope = state.cancel_scope if state is not None else None
+            while scope is not None:
+                if scope._cancel_called:
+                    break
+                if scope._shield:
+                    return GO_ON
+                scope = scope._parent_scope
+            else:
+                return GO_ON
+        restart()
+        return YIELD_NOW
+
+    def restart() -> None:
+        nonlocal left, until
+        left = calls
+        until = monotonic() + seconds
+
+    return spend, restart
+
+
 class AsyncioBackend:
     yields_before_sleep = 1
 
@@ -232,6 +277,9 @@ class AsyncioBackend:
 
     def checkpoint(self) -> Awaitable[None]:
         return _yield_to_loop()
+
+    def yield_budget(self, calls: int, seconds: float) -> YieldBudget:
+        return _yield_budget(calls, seconds)
 
     def call_soon_threadsafe(self) -> Callable[[Callable[[], None]], None]:
         loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ import trio
 from anyio import ClosedResourceError
 
 from .._native import drain_notifier
-from . import AGAIN, DONE, NEED_TARGET
+from . import AGAIN, DONE, GO_ON, NEED_TARGET, OTHER_TASK, YIELD_NOW, YieldBudget
 
 __all__ = ["backend"]
 
@@ -122,6 +122,37 @@ class TrioBackend:
 
     def checkpoint(self) -> Awaitable[None]:
         return trio.lowlevel.checkpoint()
+
+    def yield_budget(self, calls: int, seconds: float) -> YieldBudget:
+        current_task = trio.lowlevel.current_task
+        current_time = trio.current_time  # the run's clock: a MockClock in tests
+        task = current_task()
+        left = calls
+        until = current_time() + seconds
+
+        def spend() -> int:
+            nonlocal left, until
+            if current_task() is not task:
+                return OTHER_TASK
+            left -= 1
+            # What trio.lowlevel.checkpoint_if_cancelled() tests, without its
+            # coroutine (a private attribute: tests/test_budget.py fails if a
+            # new trio renames it).
+            if (
+                left >= 0
+                and current_time() < until
+                and not task._cancel_status.effectively_cancelled
+            ):
+                return GO_ON
+            restart()
+            return YIELD_NOW
+
+        def restart() -> None:
+            nonlocal left, until
+            left = calls
+            until = current_time() + seconds
+
+        return spend, restart
 
     def call_soon_threadsafe(self) -> Callable[[Callable[[], None]], None]:
         return trio.lowlevel.current_trio_token().run_sync_soon

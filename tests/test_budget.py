@@ -1,0 +1,147 @@
+"""``checkpoints="budget"``: fewer yields to the loop, every call still a cancel point.
+
+The default (``"always"``) yields on every async call, as trio's rule asks.
+In budget mode a call yields only when it must wait or once ``BUDGET_CALLS``
+calls (or ``BUDGET_SECONDS``) went by without a yield; a cancelled task still
+gets its exception at the call and the call did nothing.  The time slice is
+set out of reach here so the counts do not depend on this machine's speed;
+``test_trio_native.py`` checks the time slice under trio's MockClock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anyio
+import pytest
+from anyio import create_task_group
+
+import aring
+from aring import _streams
+
+pytestmark = pytest.mark.anyio
+
+CALLS = _streams.BUDGET_CALLS
+
+
+@pytest.fixture
+def no_time_slice(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(_streams, "BUDGET_SECONDS", 3600.0)
+    yield
+
+
+def test_checkpoints_must_be_always_or_budget() -> None:
+    with pytest.raises(ValueError, match="checkpoints must be 'always' or 'budget', not 'never'"):
+        aring.Ring(4096, checkpoints="never")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="checkpoints must be a str, not int"):
+        aring.Ring(4096, checkpoints=1)  # type: ignore[arg-type]
+    with aring.Ring(4096, checkpoints="budget") as ring:
+        assert ring.checkpoints == "budget"
+    with aring.Ring(4096) as ring:
+        assert ring.checkpoints == "always"
+
+
+async def _count_loop_passes_during(work: object) -> int:
+    """How many times a ticker task ran while ``work()`` (a coroutine function) ran."""
+    ticks = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await anyio.sleep(0)
+
+    async with create_task_group() as tg:
+        tg.start_soon(ticker)
+        await anyio.sleep(0)  # the ticker is running
+        ticks = 0
+        await work()  # type: ignore[operator]
+        done = True
+    return ticks
+
+
+@pytest.mark.parametrize("mode", ["always", "budget"])
+async def test_a_busy_producer_yields_at_least_once_per_budget(
+    mode: str, no_time_slice: None
+) -> None:
+    sends = 5 * CALLS
+    async with aring.open(1 << 20, checkpoints=mode) as (writer, reader):  # type: ignore[call-overload]
+
+        async def produce() -> None:
+            for _ in range(sends):
+                await writer.send(b"x" * 64)  # never has to wait: the ring has room
+
+        with anyio.fail_after(30):
+            ticks = await _count_loop_passes_during(produce)
+        assert reader.readable() == sends * 64
+    if mode == "always":
+        assert ticks >= sends - 1, "every call is a schedule point"
+    else:
+        # fair: the ticker ran once per budget; cheap: not once per call
+        assert sends // CALLS - 1 <= ticks <= sends // CALLS + 1, ticks
+
+
+@pytest.mark.parametrize("mode", ["always", "budget"])
+async def test_every_call_is_a_cancel_point_and_a_cancelled_call_did_nothing(
+    mode: str, no_time_slice: None
+) -> None:
+    async with aring.open(1 << 16, checkpoints=mode) as (writer, reader):  # type: ignore[call-overload]
+        with anyio.fail_after(30):
+            for _ in range(3):  # the budget is live: these calls did not yield
+                await writer.send(b"ab")
+            assert await reader.receive(1) == b"a"
+            calls = {
+                "send": lambda: writer.send(b"never sent"),
+                "reserve": lambda: writer.reserve(1),
+                "receive": lambda: reader.receive(),
+                "receive_into": lambda: reader.receive_into(bytearray(8)),
+                "peek": lambda: reader.peek(1),
+            }
+            for name, call in calls.items():
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await call()
+                    pytest.fail(f"{name} went on in a cancelled scope")  # pragma: no cover
+                assert scope.cancelled_caught, name
+                assert reader.readable() == 5, f"{name} moved bytes while cancelled"
+            with anyio.CancelScope() as outer:
+                outer.cancel()
+                with anyio.CancelScope(shield=True):  # a shield hides the cancellation
+                    await writer.send(b"c")
+                    assert await reader.receive() == b"babab" + b"c"
+
+
+async def test_a_new_task_gets_its_own_budget(no_time_slice: None) -> None:
+    """The end's budget follows the task using it, so a cancelled second task raises."""
+    async with aring.open(1 << 16, checkpoints="budget") as (writer, reader):
+        with anyio.fail_after(30):
+            await writer.send(b"first")
+
+            async def cancelled_sender() -> None:
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await writer.send(b"never")
+                assert scope.cancelled_caught
+
+            async with create_task_group() as tg:
+                tg.start_soon(cancelled_sender)
+            assert await reader.receive() == b"first"
+
+
+async def test_budget_mode_moves_every_byte_in_order() -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB through a 64 KiB ring: many waits both ways
+    async with aring.open(1 << 16, checkpoints="budget") as (writer, reader):
+        got = bytearray()
+
+        async def produce() -> None:
+            async with writer:
+                for at in range(0, len(payload), 1000):
+                    await writer.send(payload[at : at + 1000])
+
+        with anyio.fail_after(30):
+            async with create_task_group() as tg:
+                tg.start_soon(produce)
+                async for chunk in reader:
+                    got += chunk
+        assert got == payload
