@@ -23,6 +23,14 @@ __all__ = ["Checkpoints", "Ring", "open"]
 Checkpoints = Literal["always", "budget"]
 
 
+def check_checkpoints(checkpoints: object) -> None:
+    """TypeError or ValueError unless ``checkpoints`` is "always" or "budget"."""
+    if checkpoints not in ("always", "budget"):
+        if not isinstance(checkpoints, str):
+            raise TypeError(f"checkpoints must be a str, not {type(checkpoints).__name__}")
+        raise ValueError(f"checkpoints must be 'always' or 'budget', not {checkpoints!r}")
+
+
 class Ring(_native.RingCore):
     """A double-mapped byte ring with one writer and up to ``readers`` readers.
 
@@ -50,11 +58,7 @@ class Ring(_native.RingCore):
     def __new__(
         cls, capacity: int, *, checkpoints: Checkpoints = "always", **options: Any
     ) -> Ring:
-        # Checked before anything is mapped; the native core never sees it.
-        if checkpoints not in ("always", "budget"):
-            if not isinstance(checkpoints, str):
-                raise TypeError(f"checkpoints must be a str, not {type(checkpoints).__name__}")
-            raise ValueError(f"checkpoints must be 'always' or 'budget', not {checkpoints!r}")
+        check_checkpoints(checkpoints)  # before anything is mapped; the core never sees it
         ring = super().__new__(cls, capacity, **options)
         ring.checkpoints = checkpoints
         return ring

@@ -27,7 +27,7 @@ from anyio import TypedAttributeSet, WouldBlock, typed_attribute
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import _native
-from ._backends import GO_ON, OTHER_TASK, Backend, Watch, current_backend
+from ._backends import Backend, Watch, YieldBudget, current_backend
 from ._common import DEFAULT_MAX_BYTES, check_max_bytes, part_wait
 from ._sync import SyncReader, SyncWriter
 
@@ -40,11 +40,6 @@ __all__ = ["Reader", "RingAttribute", "Writer"]
 
 _T = TypeVar("_T")
 
-#: ``checkpoints="budget"``: an async call yields to the loop once this many
-#: calls of its end went by without a yield ...
-BUDGET_CALLS = 64
-#: ... or once this long (seconds of the loop's clock) passed since the last one
-BUDGET_SECONDS = 0.001
 
 
 class RingAttribute(TypedAttributeSet):
@@ -80,10 +75,8 @@ class _TaskSide:
     # Called (from the closing thread) when this end closes: a transfer waiting
     # on something else than the ring (a socket, a stream) is woken this way.
     _on_close: tuple[Callable[[], None], ...] = ()
-    # checkpoints="budget": the running task's budget (see _backends.yield_budget)
-    _budgeted = False
-    _spend: Callable[[], int] = staticmethod(lambda: OTHER_TASK)
-    _restart: Callable[[], None] = staticmethod(lambda: None)
+    # checkpoints="budget": how many calls may go on without a loop pass
+    _budget: YieldBudget | None = None
 
     if TYPE_CHECKING:
         # Provided by the native end this mixes into.
@@ -100,23 +93,12 @@ class _TaskSide:
 
     def _init_task_side(self, ring: Ring) -> None:
         self._ring = ring
-        self._budgeted = ring.checkpoints == "budget"
-
-    def _skip_yield(self, backend: Backend) -> bool:
-        """Budget mode: whether this call may go on without yielding to the loop.
-
-        Still a cancel point: a cancelled task yields (and so raises) at once.
-        """
-        go = self._spend()
-        if go == OTHER_TASK:  # a budget for the task using the end now; it yields first
-            self._spend, self._restart = backend.yield_budget(BUDGET_CALLS, BUDGET_SECONDS)
-            return False
-        return go == GO_ON
+        self._budget = YieldBudget() if ring.checkpoints == "budget" else None
 
     async def _run(self, attempt: Callable[[], _T | None], n: int) -> _T:
         """Checkpoint, then ``attempt()`` until it has a result, waiting for ``n`` between tries."""
         backend = current_backend()
-        if not (self._budgeted and self._skip_yield(backend)):
+        if not (self._budget is not None and self._budget.skip_yield(backend)):
             await backend.checkpoint()
         token = self._acquire(True)
         try:
@@ -133,8 +115,8 @@ class _TaskSide:
         try:
             await self._sleep_until_ready(backend, n)
         finally:
-            if self._budgeted:  # the task yielded while it waited
-                self._restart()
+            if self._budget is not None:  # the task yielded while it waited
+                self._budget.restart()
 
     async def _sleep_until_ready(self, backend: Backend, n: int) -> None:
         for _ in range(backend.yields_before_sleep):
@@ -179,8 +161,8 @@ class _TaskSide:
         }
 
     def _close_watch(self) -> None:
-        if self._budgeted:  # keeps no finished task alive
-            self._spend = _TaskSide._spend
+        if self._budget is not None:
+            self._budget.forget()
         watch, self._watch = self._watch, None
         if watch is not None:
             watch.close()
@@ -229,7 +211,7 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
                 return
             # _run inlined: this is the hot path.
             backend = current_backend()
-            if not (self._budgeted and self._skip_yield(backend)):
+            if not (self._budget is not None and self._budget.skip_yield(backend)):
                 await backend.checkpoint()
             token = self._acquire(True)
             try:
@@ -240,7 +222,7 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
             return
         view = _bytes_view(item)
         backend = current_backend()
-        if not (self._budgeted and self._skip_yield(backend)):
+        if not (self._budget is not None and self._budget.skip_yield(backend)):
             await backend.checkpoint()
         token = self._acquire(True)
         try:
@@ -310,7 +292,7 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
             check_max_bytes(max_bytes)
         # _run inlined: this is the hot path.
         backend = current_backend()
-        if not (self._budgeted and self._skip_yield(backend)):
+        if not (self._budget is not None and self._budget.skip_yield(backend)):
             await backend.checkpoint()
         token = self._acquire(True)
         try:

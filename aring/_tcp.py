@@ -31,7 +31,7 @@ from anyio import (
 )
 from anyio.abc import SocketListener, SocketStream, TaskGroup
 
-from ._backends import FdWaiter, current_backend
+from ._backends import FdWaiter, YieldBudget, current_backend
 from ._common import (
     BROKEN_ERRORS,
     DEFAULT_MAX_BYTES,
@@ -42,7 +42,7 @@ from ._common import (
     shutdown_write,
 )
 from ._native import _ring_capacity
-from ._ring import Ring
+from ._ring import Checkpoints, Ring, check_checkpoints
 
 __all__ = ["RingSocketListener", "RingSocketStream", "connect_tcp", "create_tcp_listener"]
 
@@ -55,11 +55,29 @@ def _delimiter_pattern(delimiter: bytes) -> re.Pattern[bytes]:
     return re.compile(re.escape(delimiter))
 
 
+async def _checkpoint(budget: YieldBudget | None) -> None:
+    """A cancel point; a schedule point too unless the stream's budget allows a call more."""
+    backend = current_backend()
+    if budget is None or not budget.skip_yield(backend):
+        await backend.checkpoint()
+
+
 class RingSocketStream(SocketStream):
     """A TCP connection whose receive side is a double-mapped ring of ``capacity`` bytes."""
 
-    def __init__(self, sock: socket.socket, *, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        checkpoints: Checkpoints = "always",
+    ) -> None:
+        check_checkpoints(checkpoints)
         sock.setblocking(False)
+        # checkpoints="budget": one budget per direction (often two tasks)
+        budgeted = checkpoints == "budget"
+        self._receive_budget = YieldBudget() if budgeted else None
+        self._send_budget = YieldBudget() if budgeted else None
         self._sock = sock
         self._fd = FdWaiter(sock.fileno())
         # Filled and read by this stream's own calls, never waited on: no notifier fds.
@@ -127,12 +145,14 @@ class RingSocketStream(SocketStream):
             await self._fd.wait_readable()
         except ClosedResourceError:
             raise ClosedResourceError("this stream was closed") from None
+        if self._receive_budget is not None:  # the task yielded while it waited
+            self._receive_budget.restart()
         if self._closed:
             raise ClosedResourceError("this stream was closed")
 
     async def receive(self, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         check_max_bytes(max_bytes)
-        await current_backend().checkpoint()
+        await _checkpoint(self._receive_budget)
         self._enter_receive()
         try:
             if not await self._fill_until(1):
@@ -150,7 +170,7 @@ class RingSocketStream(SocketStream):
         ``EndOfStream`` when nothing is.  ``consume(k)`` releases bytes.
         """
         self._check_n(n)
-        await current_backend().checkpoint()
+        await _checkpoint(self._receive_budget)
         self._enter_receive()
         try:
             if not await self._fill_until(n):
@@ -176,7 +196,7 @@ class RingSocketStream(SocketStream):
         ``IncompleteRead`` if the stream ends first.
         """
         self._check_n(nbytes)
-        await current_backend().checkpoint()
+        await _checkpoint(self._receive_budget)
         self._enter_receive()
         try:
             if await self._fill_until(nbytes) < nbytes:
@@ -204,7 +224,7 @@ class RingSocketStream(SocketStream):
                 f"({self.capacity - len(delimiter)}), got {max_bytes}"
             )
         pattern = _delimiter_pattern(bytes(delimiter))
-        await current_backend().checkpoint()
+        await _checkpoint(self._receive_budget)
         self._enter_receive()
         try:
             searched = 0
@@ -244,7 +264,7 @@ class RingSocketStream(SocketStream):
 
     async def send(self, item: bytes | bytearray | memoryview) -> None:
         view = memoryview(item).cast("B")
-        await current_backend().checkpoint()
+        await _checkpoint(self._send_budget)
         if self._closed:
             raise ClosedResourceError("this stream is closed")
         if self._eof_sent:
@@ -263,6 +283,8 @@ class RingSocketStream(SocketStream):
                         raise ClosedResourceError("this stream was closed") from None
                     if self._closed:
                         raise ClosedResourceError("this stream was closed") from None
+                    if self._send_budget is not None:  # the task yielded while it waited
+                        self._send_budget.restart()
                     continue
                 except BROKEN_ERRORS as exc:
                     raise BrokenResourceError(f"the peer closed the connection: {exc}") from exc
@@ -309,22 +331,41 @@ async def _connect(host: str, port: int, local_host: str | None) -> socket.socke
 
 
 async def connect_tcp(
-    host: str, port: int, *, capacity: int = DEFAULT_CAPACITY, local_host: str | None = None
+    host: str,
+    port: int,
+    *,
+    capacity: int = DEFAULT_CAPACITY,
+    local_host: str | None = None,
+    checkpoints: Checkpoints = "always",
 ) -> RingSocketStream:
-    """Connect to ``host:port``; the stream receives into a ring of ``capacity`` bytes."""
+    """Connect to ``host:port``; the stream receives into a ring of ``capacity`` bytes.
+
+    ``checkpoints="budget"``: the stream's calls yield to the loop only when they
+    wait or once per budget, as a ring's ends do (see ``aring.Ring``).
+    """
     _ring_capacity(capacity)
-    return RingSocketStream(await _connect(host, port, local_host), capacity=capacity)
+    check_checkpoints(checkpoints)
+    sock = await _connect(host, port, local_host)
+    return RingSocketStream(sock, capacity=capacity, checkpoints=checkpoints)
 
 
 class RingSocketListener(SocketListener):
     """Accepts TCP connections as ``RingSocketStream`` objects."""
 
-    def __init__(self, sock: socket.socket, *, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        checkpoints: Checkpoints = "always",
+    ) -> None:
         _ring_capacity(capacity)
+        check_checkpoints(checkpoints)
         sock.setblocking(False)
         self._sock = sock
         self._fd = FdWaiter(sock.fileno())
         self._capacity = capacity
+        self._checkpoints: Checkpoints = checkpoints
         self._closed = False
 
     async def accept(self) -> RingSocketStream:
@@ -338,7 +379,9 @@ class RingSocketListener(SocketListener):
                 await self._fd.wait_readable()
                 continue
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return RingSocketStream(client, capacity=self._capacity)
+            return RingSocketStream(
+                client, capacity=self._capacity, checkpoints=self._checkpoints
+            )
 
     async def serve(
         self,
@@ -376,12 +419,15 @@ async def create_tcp_listener(
     capacity: int = DEFAULT_CAPACITY,
     backlog: int = 65536,
     reuse_port: bool = False,
+    checkpoints: Checkpoints = "always",
 ) -> RingSocketListener:
     """Listen on ``local_host:local_port`` (all interfaces if ``local_host`` is None).
 
     ``local_host`` may be a host name, an IPv4 or an IPv6 address.  A bad
-    ``capacity`` is refused here, before anything listens.
+    ``capacity`` or ``checkpoints`` is refused here, before anything listens.
+    ``checkpoints`` is given to every accepted stream (see ``connect_tcp``).
     """
     _ring_capacity(capacity)
+    check_checkpoints(checkpoints)
     sock = await listen_socket(local_host, local_port, backlog=backlog, reuse_port=reuse_port)
-    return RingSocketListener(sock, capacity=capacity)
+    return RingSocketListener(sock, capacity=capacity, checkpoints=checkpoints)

@@ -11,6 +11,8 @@ Two families per backend (asyncio, uvloop, trio), each compared only within itse
 
 one call per piece (one await per piece on both sides):
   aring-send          writer.send(piece) / reader.receive(chunk): a copy in and a copy out
+  aring-send-budget   the same calls on a ring with checkpoints="budget": each still a cancel
+                      point, a yield to the loop only per 64 calls (or 1 ms) or to wait
   aring-view          writer.reserve + commit / reader.peek(chunk) + consume(chunk) per piece:
                       one copy in, zero out
   anyio-mem           anyio.create_memory_object_stream: send(bytes(piece)) / async for
@@ -241,10 +243,10 @@ async def trio_channel_batch(src: memoryview, total: int) -> int:
             )
 
 
-async def aring_send(src: memoryview, total: int) -> int:
+async def aring_send(src: memoryview, total: int, checkpoints: str = "always") -> int:
     got = 0
     chunk = len(src)
-    async with aring.open(RING_CAPACITY) as (writer, reader):
+    async with aring.open(RING_CAPACITY, checkpoints=checkpoints) as (writer, reader):  # type: ignore[call-overload]
 
         async def produce() -> None:
             async with writer:
@@ -323,7 +325,17 @@ async def aring_batch(src: memoryview, total: int) -> int:
 
 
 # (mode, case name without backend, function); per piece first, then batched.
-PIECE_CASES = {"aring-send": aring_send, "aring-view": aring_view, "anyio-mem": anyio_mem}
+async def aring_send_budget(src: memoryview, total: int) -> int:
+    """aring-send with checkpoints="budget": the same calls, a yield per 64 calls or 1 ms."""
+    return await aring_send(src, total, "budget")
+
+
+PIECE_CASES = {
+    "aring-send": aring_send,
+    "aring-send-budget": aring_send_budget,
+    "aring-view": aring_view,
+    "anyio-mem": anyio_mem,
+}
 BATCH_CASES = {"aring-batch": aring_batch, "anyio-mem-batch": anyio_mem_batch}
 NATIVE_PEERS = {  # the backend's own queue, per piece and batched
     "asyncio": {"asyncio.Queue": asyncio_queue, "asyncio.Queue-batch": asyncio_queue_batch},
@@ -404,7 +416,9 @@ def scenario(chunk: int, mib: int, rounds: int, progress=None) -> Scenario:  # t
             "others one await per piece; ratios only pair rows of the same family and backend; "
             f"every buffer holds {RING_CAPACITY >> 20} MiB ({peer_items(chunk)} pieces); one copy "
             "in per piece everywhere; no consumer touches the bytes",
-            "aring-send: send/receive per piece (a copy out too); aring-view: reserve/commit + "
+            "aring-send: send/receive per piece (a copy out too); aring-send-budget: the same "
+            "calls with checkpoints='budget' (a loop pass per 64 calls, not per call); "
+            "aring-view: reserve/commit + "
             "peek(chunk)/consume(chunk) per piece; aring-batch: one reserve hands out all free "
             "space, pieces are filled and committed at once, one peek takes everything readable; "
             "peers' *-batch: one await, then send_nowait/put_nowait until full and "

@@ -15,18 +15,19 @@ from collections.abc import Iterator
 import anyio
 import pytest
 from anyio import create_task_group
+from anyio.abc import SocketAttribute
 
 import aring
-from aring import _streams
+from aring import _backends
 
 pytestmark = pytest.mark.anyio
 
-CALLS = _streams.BUDGET_CALLS
+CALLS = _backends.BUDGET_CALLS
 
 
 @pytest.fixture
 def no_time_slice(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_streams, "BUDGET_SECONDS", 3600.0)
+    monkeypatch.setattr(_backends, "BUDGET_SECONDS", 3600.0)
     yield
 
 
@@ -145,3 +146,44 @@ async def test_budget_mode_moves_every_byte_in_order() -> None:
                 async for chunk in reader:
                     got += chunk
         assert got == payload
+
+
+async def test_tcp_streams_take_the_same_budget(no_time_slice: None) -> None:
+    """A server reading pipelined requests yields once per budget, and still cancels cleanly."""
+    lines = 5 * CALLS
+    async with await aring.create_tcp_listener(
+        local_host="127.0.0.1", checkpoints="budget"
+    ) as listener:
+        port = listener.extra(SocketAttribute.local_port)
+        client = await aring.connect_tcp("127.0.0.1", port, checkpoints="budget")
+        server = await listener.accept()
+        async with client, server:
+            with anyio.fail_after(30):
+                await client.send(b"GET\r\n" * lines)
+                assert (await server.peek(5 * lines)).nbytes == 5 * lines  # all arrived
+
+                async def parse() -> None:
+                    for _ in range(lines):
+                        assert bytes(await server.receive_until(b"\r\n", 100)) == b"GET"
+
+                ticks = await _count_loop_passes_during(parse)
+                assert lines // CALLS - 1 <= ticks <= lines // CALLS + 1, ticks
+
+                await client.send(b"left\r\n")
+                for name, call in {
+                    "receive_until": lambda: server.receive_until(b"\r\n", 100),
+                    "send": lambda: server.send(b"never"),
+                }.items():
+                    with anyio.CancelScope() as scope:
+                        scope.cancel()
+                        await call()
+                    assert scope.cancelled_caught, name
+                assert bytes(await server.receive_until(b"\r\n", 100)) == b"left"
+                await server.send_eof()
+                with pytest.raises(anyio.EndOfStream):
+                    await client.receive()  # the cancelled send sent nothing
+
+
+async def test_tcp_listener_refuses_a_bad_checkpoints_before_listening() -> None:
+    with pytest.raises(ValueError, match="checkpoints must be 'always' or 'budget'"):
+        await aring.create_tcp_listener(local_host="127.0.0.1", checkpoints="sometimes")  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import trio.testing
 from trioviews import trio_ring_pair, trio_tcp_pair
 
 import aring
-from aring import _streams
+from aring import _backends
 from aring._relay import RelayStats, serve_relay
 
 pytestmark = pytest.mark.trio
@@ -149,7 +149,7 @@ async def test_a_budget_mode_producer_yields_within_its_time_slice(
     third call (a 1 ms slice), not once per BUDGET_CALLS calls.  Real-time twin (call
     count): test_budget.py::test_a_busy_producer_yields_at_least_once_per_budget."""
     work = 0.0004
-    per_slice = math.ceil(_streams.BUDGET_SECONDS / work)
+    per_slice = math.ceil(_backends.BUDGET_SECONDS / work)
     sent = 0
     per_step: list[int] = []  # sends in each run of the producer between two yields
 
@@ -196,7 +196,7 @@ async def test_a_deadline_reaches_a_budget_mode_task_within_a_time_slice(
                 await writer.send(b"x")
         assert scope.cancelled_caught
         late = trio.current_time() - deadline
-        assert 0 <= late <= _streams.BUDGET_SECONDS, late
+        assert 0 <= late <= _backends.BUDGET_SECONDS, late
 
 
 async def test_every_call_checkpoints_by_default_and_budget_mode_skips_within_budget() -> None:

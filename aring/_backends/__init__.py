@@ -19,7 +19,7 @@ from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-__all__ = ["Backend", "FdWaiter", "SocketWatch", "Watch", "current_backend"]
+__all__ = ["Backend", "FdWaiter", "SocketWatch", "Watch", "YieldBudget", "current_backend"]
 
 
 class Watch(Protocol):
@@ -71,7 +71,13 @@ YIELD_NOW = 0
 OTHER_TASK = -1
 
 #: (spend, restart) of one task's yield budget
-YieldBudget = tuple[Callable[[], int], Callable[[], None]]
+BudgetCalls = tuple[Callable[[], int], Callable[[], None]]
+
+#: ``checkpoints="budget"``: an async call yields to the loop once this many
+#: calls went by without a yield ...
+BUDGET_CALLS = 64
+#: ... or once this long (seconds of the loop's clock) passed since the last one
+BUDGET_SECONDS = 0.001
 
 
 #: What a step given to :meth:`Backend.drive` asks for next (DONE: return).
@@ -96,7 +102,7 @@ class Backend(Protocol):
     def checkpoint(self) -> Awaitable[None]:
         """A cancel point and a schedule point."""
 
-    def yield_budget(self, calls: int, seconds: float) -> YieldBudget:
+    def yield_budget(self, calls: int, seconds: float) -> BudgetCalls:
         """A budget of ``calls`` calls or ``seconds`` without a yield, for the running task.
 
         ``spend()`` (from that task, once per async call) says whether the
@@ -186,3 +192,42 @@ class FdWaiter:
         watch, self._watch = self._watch, None
         if watch is not None:
             watch.notify_closing()
+
+
+def _other_task() -> int:
+    return OTHER_TASK
+
+
+def _nothing() -> None:
+    pass
+
+
+class YieldBudget:
+    """``checkpoints="budget"`` for one end or stream direction: calls it may make unyielded.
+
+    ``skip_yield()`` answers for each async call whether it may go on without
+    a loop pass; it follows whichever task uses it (a new task starts by
+    yielding).  ``restart()`` after the task yielded another way (it waited).
+    """
+
+    __slots__ = ("_restart", "_spend")
+    _spend: Callable[[], int]
+    _restart: Callable[[], None]
+
+    def __init__(self) -> None:
+        self.forget()
+
+    def skip_yield(self, backend: Backend) -> bool:
+        go = self._spend()
+        if go == OTHER_TASK:
+            self._spend, self._restart = backend.yield_budget(BUDGET_CALLS, BUDGET_SECONDS)
+            return False
+        return go == GO_ON
+
+    def restart(self) -> None:
+        self._restart()
+
+    def forget(self) -> None:
+        """Drop the task (keeps no finished task alive)."""
+        self._spend = _other_task
+        self._restart = _nothing

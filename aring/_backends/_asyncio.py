@@ -24,7 +24,7 @@ from anyio import ClosedResourceError
 from anyio._backends._asyncio import _task_states as _anyio_task_states
 
 from .._native import drain_notifier
-from . import AGAIN, DONE, GO_ON, NEED_SOURCE, NEED_TARGET, OTHER_TASK, YIELD_NOW, YieldBudget
+from . import AGAIN, DONE, GO_ON, NEED_SOURCE, NEED_TARGET, OTHER_TASK, YIELD_NOW, BudgetCalls
 
 __all__ = ["backend"]
 
@@ -224,7 +224,7 @@ async def _drive(source: int, target: int, step: Callable[[], int]) -> None:
     await driver.wait()
 
 
-def _yield_budget(calls: int, seconds: float) -> YieldBudget:
+def _yield_budget(calls: int, seconds: float) -> BudgetCalls:
     current_task = asyncio.current_task
     monotonic = time.monotonic  # not loop.time(): uvloop's may be cached per pass
     task = current_task()
@@ -278,7 +278,7 @@ class AsyncioBackend:
     def checkpoint(self) -> Awaitable[None]:
         return _yield_to_loop()
 
-    def yield_budget(self, calls: int, seconds: float) -> YieldBudget:
+    def yield_budget(self, calls: int, seconds: float) -> BudgetCalls:
         return _yield_budget(calls, seconds)
 
     def call_soon_threadsafe(self) -> Callable[[Callable[[], None]], None]:

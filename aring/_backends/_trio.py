@@ -15,7 +15,7 @@ import trio
 from anyio import ClosedResourceError
 
 from .._native import drain_notifier
-from . import AGAIN, DONE, GO_ON, NEED_TARGET, OTHER_TASK, YIELD_NOW, YieldBudget
+from . import AGAIN, DONE, GO_ON, NEED_TARGET, OTHER_TASK, YIELD_NOW, BudgetCalls
 
 __all__ = ["backend"]
 
@@ -123,7 +123,7 @@ class TrioBackend:
     def checkpoint(self) -> Awaitable[None]:
         return trio.lowlevel.checkpoint()
 
-    def yield_budget(self, calls: int, seconds: float) -> YieldBudget:
+    def yield_budget(self, calls: int, seconds: float) -> BudgetCalls:
         current_task = trio.lowlevel.current_task
         current_time = trio.current_time  # the run's clock: a MockClock in tests
         task = current_task()
