@@ -35,7 +35,7 @@ RESPONSE = (
 HEAD_LIMIT = 65536
 LOOPS = {"asyncio": ("asyncio", {}), "uvloop": ("asyncio", {"use_uvloop": True}),
          "trio": ("trio", {})}
-STACKS = ["aring", "anyio", "asyncio streams"]
+STACKS = ["aring", "aring budget", "anyio", "asyncio streams"]
 
 
 def _keeps_alive(head: bytes) -> bool:
@@ -48,7 +48,7 @@ def _keeps_alive(head: bytes) -> bool:
 # -- the servers --------------------------------------------------------------------
 
 
-async def _serve_aring(port: int) -> None:
+async def _serve_aring(port: int, checkpoints: str = "always") -> None:
     import anyio
 
     import aring
@@ -64,7 +64,9 @@ async def _serve_aring(port: int) -> None:
                     if not alive:
                         return
 
-    listener = await aring.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    listener = await aring.create_tcp_listener(
+        local_host="127.0.0.1", local_port=port, checkpoints=checkpoints  # type: ignore[arg-type]
+    )
     await _until_sigterm(listener, handle)
 
 
@@ -132,8 +134,11 @@ def serve(stack: str, loop: str, port: int) -> None:
     import anyio
 
     backend, options = LOOPS[loop]
-    main = _serve_aring if stack == "aring" else _serve_anyio
-    anyio.run(main, port, backend=backend, backend_options=options)
+    if stack == "anyio":
+        anyio.run(_serve_anyio, port, backend=backend, backend_options=options)
+    else:
+        mode = "budget" if stack == "aring budget" else "always"
+        anyio.run(_serve_aring, port, mode, backend=backend, backend_options=options)
 
 
 # -- the load -----------------------------------------------------------------------
@@ -193,13 +198,15 @@ def scenario(seconds: float, rounds: int, progress=None) -> Scenario:  # type: i
             if stack == "asyncio streams" and loop == "trio":
                 continue
             cases[f"{stack}-{loop}"] = (
-                "aring" if stack == "aring" else "peer",
+                "aring" if stack.startswith("aring") else "peer",
                 lambda s=stack, lp=loop: one(s, lp, seconds),
             )
     rows = interleave(cases, rounds, progress)
     for loop in LOOPS:
-        for peer in ("asyncio streams", "anyio"):
-            add_ratios(rows, {f"aring-{loop}": f"{peer}-{loop}"}, ["keep-alive", "new connection"])
+        for ours in ("aring", "aring budget"):
+            for peer in ("asyncio streams", "anyio"):
+                add_ratios(rows, {f"{ours}-{loop}": f"{peer}-{loop}"},
+                           ["keep-alive", "new connection"])
     return Scenario(
         key="http-server",
         title=title,
@@ -211,7 +218,9 @@ def scenario(seconds: float, rounds: int, progress=None) -> Scenario:  # type: i
             "line with each stack's receive_until/readuntil, a fixed 14-byte body) in its own "
             "process on each loop, loaded by wrk -t1 -c50 (keep-alive) and ab -c50 (a new "
             "connection per request) on loopback; thousands of requests per second",
-            "stacks: aring (create_tcp_listener, RingSocketStream.receive_until on the ring), "
+            "stacks: aring (create_tcp_listener, RingSocketStream.receive_until on the ring; "
+            "'aring budget': the same with checkpoints='budget', a loop pass only to wait or "
+            "once per 64 calls, as asyncio streams' write/drain do not yield), "
             "plain anyio (BufferedByteReceiveStream.receive_until), asyncio streams "
             "(StreamReader.readuntil, asyncio and uvloop)",
         ],
