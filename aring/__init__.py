@@ -1,6 +1,7 @@
 """aring: an async-first double-mapped byte ring for Python I/O."""
 
 from ._capabilities import Capabilities, capabilities
+from ._file_worker import FileSync
 from ._io import TransferStats, fill, pump, sendfile
 from ._native import DoubleMappedBuffer, ForkedError, MappingError
 from ._ring import Checkpoints, Ring, open
@@ -13,6 +14,7 @@ __all__ = [
     "Capabilities",
     "Checkpoints",
     "DoubleMappedBuffer",
+    "FileSync",
     "ForkedError",
     "MappingError",
     "Reader",

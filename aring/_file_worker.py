@@ -15,9 +15,12 @@ looks at the stop request every ``STOP_CHECK`` seconds.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -29,7 +32,7 @@ from ._streams import Reader, Writer
 if TYPE_CHECKING:
     from ._io import TransferStats
 
-__all__ = ["fill_file", "pump_file"]
+__all__ = ["FileSync", "fill_file", "pump_file"]
 
 #: seconds a waiting worker sleeps before it looks whether it was told to stop
 STOP_CHECK = 0.05
@@ -55,18 +58,103 @@ async def _run_worker(work: Callable[[threading.Event], None]) -> None:
                 await anyio.to_thread.run_sync(finished.wait)
 
 
-async def pump_file(reader: Reader, fd: int, stats: TransferStats) -> None:
+@dataclass(frozen=True)
+class FileSync:
+    """How ``pump`` makes what it wrote to a regular file durable (``pump(..., sync=)``).
+
+    ``fdatasync`` (``fsync`` with ``metadata=True``) once ``every_bytes`` were
+    written since the last one, or ``every_seconds`` after the last one while
+    written bytes wait, and always once more at the end of stream, so what
+    ``pump`` returned is on the disk.  ``drop_cache`` then tells the kernel it
+    may drop the synced range from the page cache (``posix_fadvise``
+    ``DONTNEED``), so a long recording does not fill memory with pages nobody
+    reads again.  A cancelled ``pump`` does not sync what it wrote last.
+    """
+
+    every_bytes: int | None = None
+    every_seconds: float | None = None
+    metadata: bool = False
+    drop_cache: bool = False
+
+    def __post_init__(self) -> None:
+        if self.every_bytes is not None:
+            if isinstance(self.every_bytes, bool) or not isinstance(self.every_bytes, int):
+                raise TypeError(
+                    f"every_bytes must be an int, not {type(self.every_bytes).__name__}"
+                )
+            if self.every_bytes < 1:
+                raise ValueError(f"every_bytes must be >= 1, got {self.every_bytes}")
+        if self.every_seconds is not None:
+            if isinstance(self.every_seconds, bool) or not isinstance(
+                self.every_seconds, int | float
+            ):
+                raise TypeError(
+                    f"every_seconds must be a number, not {type(self.every_seconds).__name__}"
+                )
+            if not 0 < self.every_seconds < math.inf:
+                raise ValueError(f"every_seconds must be > 0 and finite, got {self.every_seconds}")
+
+
+class _Syncer:
+    """FileSync's bookkeeping for one transfer (in the worker thread)."""
+
+    def __init__(self, fd: int, policy: FileSync, stats: TransferStats) -> None:
+        self._fd = fd
+        self._policy = policy
+        self._stats = stats
+        self._sync = os.fsync if policy.metadata else os.fdatasync
+        self._unsynced = 0
+        self._last = time.monotonic()
+        self._synced_to = os.lseek(fd, 0, os.SEEK_CUR) if policy.drop_cache else 0
+
+    def wrote(self, n: int) -> None:
+        self._unsynced += n
+        every = self._policy.every_bytes
+        if every is not None and self._unsynced >= every:
+            self.sync()
+
+    def wait_limit(self) -> float:
+        """How long the worker may wait for bytes before a timed sync is due."""
+        every = self._policy.every_seconds
+        if every is None or not self._unsynced:
+            return STOP_CHECK
+        due = self._last + every - time.monotonic()
+        if due <= 0:
+            self.sync()
+            return STOP_CHECK
+        return min(STOP_CHECK, due)
+
+    def sync(self) -> None:
+        self._sync(self._fd)
+        self._stats.syncs += 1
+        self._unsynced = 0
+        self._last = time.monotonic()
+        if self._policy.drop_cache:
+            end = os.lseek(self._fd, 0, os.SEEK_CUR)
+            if end > self._synced_to:
+                os.posix_fadvise(
+                    self._fd, self._synced_to, end - self._synced_to, os.POSIX_FADV_DONTNEED
+                )
+            self._synced_to = end
+
+
+async def pump_file(
+    reader: Reader, fd: int, stats: TransferStats, sync: FileSync | None = None
+) -> None:
     """Every region the ring receives, to ``fd`` with one ``write(2)``, until end of stream."""
     item = reader.item_size
 
     def work(stop: threading.Event) -> None:
+        syncer = _Syncer(fd, sync, stats) if sync is not None else None
         while not stop.is_set():
             try:
                 view = reader.try_peek(1)
             except EndOfStream:
+                if syncer is not None:
+                    syncer.sync()  # what pump returns is on the disk
                 return
             if view is None:
-                reader.wait(1, STOP_CHECK)
+                reader.wait(1, STOP_CHECK if syncer is None else syncer.wait_limit())
                 continue
             stats.regions += 1
             stats.syscalls += 1
@@ -76,6 +164,8 @@ async def pump_file(reader: Reader, fd: int, stats: TransferStats) -> None:
                 written += os.write(fd, view[written : written - written % item + item])
             reader.consume(written)  # releases the view: the region leaves the ring
             stats.bytes += written
+            if syncer is not None:
+                syncer.wrote(written)
 
     await _run_worker(work)
 

@@ -38,7 +38,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from ._backends import FdWaiter, current_backend
 from ._common import BROKEN_ERRORS, shutdown_write
-from ._file_worker import fill_file, pump_file
+from ._file_worker import FileSync, fill_file, pump_file
 from ._items import commit_read, end_reservation, ended_mid_item
 from ._streams import Reader, Writer
 
@@ -62,6 +62,8 @@ class TransferStats:
     syscalls: int = 0
     regions: int = 0
     waits: int = 0
+    #: fdatasync/fsync calls made for ``pump(..., sync=aring.FileSync(...))``
+    syncs: int = 0
 
 
 def _is_regular_file(fd: int) -> bool:
@@ -114,15 +116,27 @@ def _closed_ring_is_closed(end: Reader | Writer) -> Iterator[None]:
 
 
 async def pump(
-    reader: Reader, dst: object, *, eof: bool = True, stats: TransferStats | None = None
+    reader: Reader,
+    dst: object,
+    *,
+    eof: bool = True,
+    stats: TransferStats | None = None,
+    sync: FileSync | None = None,
 ) -> int:
     """Move everything ``reader`` receives to ``dst`` until the ring's end of stream.
 
     Returns the number of bytes moved.  With ``eof=True`` the destination is
     half-closed at the end (``shutdown(SHUT_WR)`` for a socket, ``send_eof()``
     for an anyio stream that has it); it is never closed.  A peer that went
-    away raises ``anyio.BrokenResourceError``.
+    away raises ``anyio.BrokenResourceError``.  ``sync=aring.FileSync(...)``
+    (regular files only) syncs the file as it goes and at the end.
     """
+    if sync is not None:
+        if not isinstance(sync, FileSync):
+            raise TypeError(f"sync must be an aring.FileSync, not {type(sync).__name__}")
+        fd = None if isinstance(dst, socket.socket | ByteSendStream) else _fileno(dst)
+        if fd is None or not _is_regular_file(fd):
+            raise ValueError("sync= applies to regular files only, and dst is not one")
     stats = stats if stats is not None else TransferStats()
     with _closed_ring_is_closed(reader):
         if isinstance(dst, socket.socket):
@@ -145,7 +159,7 @@ async def pump(
                 flush = getattr(dst, "flush", None)
                 if callable(flush):
                     flush()  # keep the order of what the file object buffered before us
-                await pump_file(reader, fd, stats)
+                await pump_file(reader, fd, stats, sync)
             else:
                 os.set_blocking(fd, False)
                 write = functools.partial(os.write, fd)
