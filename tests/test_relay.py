@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,14 @@ async def test_relay_listens_and_connects_on_ipv6_and_host_names() -> None:
             async with await anyio.connect_tcp("::1", port) as stream:
                 await stream.send(b"over ipv6")
                 assert await stream.receive() == b"over ipv6"
+            named = await tg.start(
+                lambda task_status: serve_relay(
+                    ("localhost", 0), ("127.0.0.1", target), stats=stats, task_status=task_status
+                )
+            )
+            async with await anyio.connect_tcp("localhost", named) as stream:
+                await stream.send(b"by name")
+                assert await stream.receive() == b"by name"
             tg.cancel_scope.cancel()
 
 
@@ -304,6 +313,7 @@ async def test_bad_options_are_refused_before_anything_listens() -> None:
 def test_parse_address() -> None:
     assert parse_address("127.0.0.1:80") == ("127.0.0.1", 80)
     assert parse_address("[::1]:8080") == ("::1", 8080)
+    assert parse_address("localhost:8080") == ("localhost", 8080)
     for bad in ("localhost", ":80", "host:", "host:99999", "host:http"):
         with pytest.raises(ValueError, match="HOST:PORT"):
             parse_address(bad)
@@ -479,36 +489,50 @@ def test_cli_relay_refuses_bad_options_with_one_line(args: list[str], message: s
     assert done.stderr.strip().splitlines()[-1].startswith("aring relay: error:")
 
 
-def test_cli_says_what_to_install_for_a_missing_loop() -> None:
+@pytest.mark.parametrize("loop", ["uvloop", "trio"])
+def test_cli_says_what_to_install_for_a_missing_loop(loop: str) -> None:
     code = (
-        "import sys; sys.modules['uvloop'] = None\n"  # as if it were not installed
+        f"import sys; sys.modules[{loop!r}] = None\n"  # as if it were not installed
         "from aring._cli import main\n"
         "sys.exit(main(['relay', '--listen', '127.0.0.1:0', '--to', '127.0.0.1:9', "
-        "'--loop', 'uvloop']))"
+        f"'--loop', {loop!r}]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
     )
     assert done.returncode == 2
-    assert "pip install 'aring[uvloop]'" in done.stderr
+    assert f"pip install 'aring[{loop}]'" in done.stderr
     assert "Traceback" not in done.stderr
 
 
+def test_the_extras_the_cli_names_exist_and_the_readme_shows_them() -> None:
+    root = Path(__file__).parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    extras = project["project"]["optional-dependencies"]
+    readme = (root / "README.md").read_text()
+    for loop in ("uvloop", "trio"):
+        assert any(req.startswith(loop) for req in extras[loop]), extras.get(loop)
+        assert f"aring[{loop}]" in readme
+
+
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
-def test_cli_relay_on_ipv6(relay_cli) -> None:  # type: ignore[no-untyped-def]
-    with socket.create_server(("::1", 0), family=socket.AF_INET6) as target:
+@pytest.mark.parametrize("host", ["::1", "localhost"])
+def test_cli_relay_on_ipv6_and_host_names(host: str) -> None:
+    family = socket.AF_INET6 if host == "::1" else socket.AF_INET
+    shown = "[::1]" if host == "::1" else host
+    with socket.create_server((host, 0), family=family) as target:
         target_port = target.getsockname()[1]
-        port = _free_port_v6()
+        port = _free_port_v6() if host == "::1" else _free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "aring", "relay", "--listen", f"[::1]:{port}",
-             "--to", f"[::1]:{target_port}"],
+            [sys.executable, "-m", "aring", "relay", "--listen", f"{shown}:{port}",
+             "--to", f"{shown}:{target_port}"],
             stderr=subprocess.PIPE,
             text=True,
         )
         try:
             assert proc.stderr is not None
-            assert f"[::1]:{port} -> [::1]:{target_port}" in proc.stderr.readline()
-            with socket.create_connection(("::1", port), timeout=10) as client:
+            assert f"{shown}:{port} -> {shown}:{target_port}" in proc.stderr.readline()
+            with socket.create_connection((host, port), timeout=10) as client:
                 server, _ = target.accept()
                 with server:
                     client.sendall(b"v6")

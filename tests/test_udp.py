@@ -91,7 +91,11 @@ async def test_bad_sizes_are_refused() -> None:
 async def test_busy_and_closed() -> None:
     with anyio.fail_after(10):
         rx = await aring.create_udp_socket(local_host="127.0.0.1")
-        with pytest.RaisesGroup(BusyResourceError):
+        with pytest.RaisesGroup(
+            pytest.RaisesExc(
+                BusyResourceError, match="^another task is already receiving from this socket$"
+            )
+        ):
             async with create_task_group() as tg:
                 tg.start_soon(rx.receive)
                 tg.start_soon(rx.receive)
