@@ -27,7 +27,7 @@ from anyio import TypedAttributeSet, WouldBlock, typed_attribute
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import _native
-from ._backends import Backend, Watch, YieldBudget, current_backend
+from ._backends import GO_ON, Backend, Watch, YieldBudget, current_backend
 from ._common import DEFAULT_MAX_BYTES, check_max_bytes, part_wait
 from ._sync import SyncReader, SyncWriter
 
@@ -97,14 +97,16 @@ class _TaskSide:
 
     async def _run(self, attempt: Callable[[], _T | None], n: int) -> _T:
         """Checkpoint, then ``attempt()`` until it has a result, waiting for ``n`` between tries."""
-        backend = current_backend()
-        if not (self._budget is not None and self._budget.skip_yield(backend)):
-            await backend.checkpoint()
+        budget = self._budget
+        if budget is None:
+            await current_backend().checkpoint()
+        elif (code := budget.spend()) != GO_ON:
+            await budget.checkpoint(code)
         token = self._acquire(True)
         try:
             result = attempt()
             while result is None:
-                await self._wait_until_ready(backend, n)
+                await self._wait_until_ready(current_backend(), n)
                 result = attempt()
             return result
         finally:
@@ -210,20 +212,25 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
                 await self._run(self._nothing_to_send, 1)
                 return
             # _run inlined: this is the hot path.
-            backend = current_backend()
-            if not (self._budget is not None and self._budget.skip_yield(backend)):
-                await backend.checkpoint()
+            budget = self._budget
+            if budget is None:
+                await current_backend().checkpoint()
+            elif (code := budget.spend()) != GO_ON:
+                await budget.checkpoint(code)
             token = self._acquire(True)
             try:
                 while not self.try_write(view):
-                    await self._wait_until_ready(backend, total)
+                    await self._wait_until_ready(current_backend(), total)
             finally:
                 self._release(token, True)
             return
         view = _bytes_view(item)
         backend = current_backend()
-        if not (self._budget is not None and self._budget.skip_yield(backend)):
+        budget = self._budget
+        if budget is None:
             await backend.checkpoint()
+        elif (code := budget.spend()) != GO_ON:
+            await budget.checkpoint(code)
         token = self._acquire(True)
         try:
             sent = 0
@@ -291,14 +298,16 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
         if type(max_bytes) is not int or max_bytes < 1:
             check_max_bytes(max_bytes)
         # _run inlined: this is the hot path.
-        backend = current_backend()
-        if not (self._budget is not None and self._budget.skip_yield(backend)):
-            await backend.checkpoint()
+        budget = self._budget
+        if budget is None:
+            await current_backend().checkpoint()
+        elif (code := budget.spend()) != GO_ON:
+            await budget.checkpoint(code)
         token = self._acquire(True)
         try:
             data = self.try_read(max_bytes)
             while data is None:
-                await self._wait_until_ready(backend, 1)
+                await self._wait_until_ready(current_backend(), 1)
                 data = self.try_read(max_bytes)
             return data
         finally:

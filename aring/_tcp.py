@@ -31,7 +31,7 @@ from anyio import (
 )
 from anyio.abc import SocketListener, SocketStream, TaskGroup
 
-from ._backends import FdWaiter, YieldBudget, current_backend
+from ._backends import GO_ON, FdWaiter, YieldBudget, current_backend
 from ._common import (
     BROKEN_ERRORS,
     DEFAULT_MAX_BYTES,
@@ -57,9 +57,10 @@ def _delimiter_pattern(delimiter: bytes) -> re.Pattern[bytes]:
 
 async def _checkpoint(budget: YieldBudget | None) -> None:
     """A cancel point; a schedule point too unless the stream's budget allows a call more."""
-    backend = current_backend()
-    if budget is None or not budget.skip_yield(backend):
-        await backend.checkpoint()
+    if budget is None:
+        await current_backend().checkpoint()
+    elif (code := budget.spend()) != GO_ON:
+        await budget.checkpoint(code)
 
 
 class RingSocketStream(SocketStream):

@@ -205,29 +205,27 @@ def _nothing() -> None:
 class YieldBudget:
     """``checkpoints="budget"`` for one end or stream direction: calls it may make unyielded.
 
-    ``skip_yield()`` answers for each async call whether it may go on without
-    a loop pass; it follows whichever task uses it (a new task starts by
-    yielding).  ``restart()`` after the task yielded another way (it waited).
+    Per async call, from the task using it: ``spend()`` says GO_ON (no loop
+    pass needed) or not; if not, ``await checkpoint(code)`` with what it said
+    yields (and makes a budget for a task that is new to it).  ``spend`` is a
+    plain attribute (a closure), so the hot path is one call.  ``restart()``
+    after the task yielded another way (it waited).
     """
 
-    __slots__ = ("_restart", "_spend")
-    _spend: Callable[[], int]
-    _restart: Callable[[], None]
+    __slots__ = ("restart", "spend")
+    spend: Callable[[], int]
+    restart: Callable[[], None]
 
     def __init__(self) -> None:
         self.forget()
 
-    def skip_yield(self, backend: Backend) -> bool:
-        go = self._spend()
-        if go == OTHER_TASK:
-            self._spend, self._restart = backend.yield_budget(BUDGET_CALLS, BUDGET_SECONDS)
-            return False
-        return go == GO_ON
-
-    def restart(self) -> None:
-        self._restart()
+    async def checkpoint(self, code: int) -> None:
+        backend = current_backend()
+        if code == OTHER_TASK:  # the task using this now starts with a yield
+            self.spend, self.restart = backend.yield_budget(BUDGET_CALLS, BUDGET_SECONDS)
+        await backend.checkpoint()
 
     def forget(self) -> None:
         """Drop the task (keeps no finished task alive)."""
-        self._spend = _other_task
-        self._restart = _nothing
+        self.spend = _other_task
+        self.restart = _nothing

@@ -224,10 +224,24 @@ async def _drive(source: int, target: int, step: Callable[[], int]) -> None:
     await driver.wait()
 
 
+def _current_task_reader(loop: asyncio.AbstractEventLoop, task: object) -> Callable[[], object]:
+    """A cheap asyncio.current_task() for this loop.
+
+    On 3.11 asyncio.current_task() (through get_running_loop) makes a getpid
+    system call; asyncio's own table of current tasks is a dict lookup.  Used
+    only where it agrees with current_task() now (a later CPython may keep
+    current tasks elsewhere); a stale answer only makes the budget yield.
+    """
+    table = getattr(asyncio.tasks, "_current_tasks", None)
+    if isinstance(table, dict) and table.get(loop) is task:
+        return lambda: table.get(loop)
+    return asyncio.current_task
+
+
 def _yield_budget(calls: int, seconds: float) -> BudgetCalls:
-    current_task = asyncio.current_task
+    task = asyncio.current_task()
+    current_task = _current_task_reader(asyncio.get_running_loop(), task)
     monotonic = time.monotonic  # not loop.time(): uvloop's may be cached per pass
-    task = current_task()
     # anyio's state of the task, made once (when the task first enters a cancel scope)
     state = _anyio_task_states.get(task)  # type: ignore[arg-type]
     left = calls
