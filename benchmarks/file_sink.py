@@ -148,6 +148,22 @@ def plain_write(total: int, counts: dict[str, int], path: str) -> int:
     return total // PIECE * PIECE
 
 
+def _run_cases(cases, total: int, rounds: int, progress):  # type: ignore[no-untyped-def]
+    """Interleaved rounds of ``{name: (kind, fn(total, counts))}``, with write(2) calls per GB."""
+
+    def measured(fn):  # type: ignore[no-untyped-def]
+        def case():  # type: ignore[no-untyped-def]
+            counts: dict[str, int] = {}
+            metrics = timed(lambda: fn(total, counts))
+            metrics["writes/GB"] = counts["writes"] / (total / 1e9)
+            return metrics
+
+        return case
+
+    return interleave({name: (kind, measured(fn)) for name, (kind, fn) in cases.items()},
+                      rounds, progress)
+
+
 def scenario(mib: int, rounds: int, progress=None) -> Scenario:  # type: ignore[no-untyped-def]
     total = (mib << 20) // PIECE * PIECE
     places = {"disk": None, "tmpfs": "/dev/shm"} if os.path.isdir("/dev/shm") else {"disk": None}
@@ -168,15 +184,9 @@ def scenario(mib: int, rounds: int, progress=None) -> Scenario:  # type: ignore[
             ("write per piece", "peer", partial(plain_write, path=path)),
         ]:
 
-            def case(fn=fn):  # type: ignore[no-untyped-def]
-                counts: dict[str, int] = {}
-                metrics = timed(lambda: fn(total, counts))
-                metrics["writes/GB"] = counts["writes"] / (total / 1e9)
-                return metrics
-
-            cases[f"{name} ({place})"] = (kind, case)
+            cases[f"{name} ({place})"] = (kind, fn)
     try:
-        rows = interleave(cases, rounds, progress)
+        rows = _run_cases(cases, total, rounds, progress)
     finally:
         for path in files.values():
             os.unlink(path)
@@ -232,17 +242,8 @@ def wraps_scenario(mib: int, rounds: int, progress=None) -> Scenario:  # type: i
         "aring", partial(aring_pump, path=path, thread=True, **small)
     )
 
-    def measured(fn):  # type: ignore[no-untyped-def]
-        def case():  # type: ignore[no-untyped-def]
-            counts: dict[str, int] = {}
-            metrics = timed(lambda: fn(total, counts))
-            metrics["writes/GB"] = counts["writes"] / (total / 1e9)
-            return metrics
-        return case
-
     try:
-        rows = interleave({k: (kind, measured(fn)) for k, (kind, fn) in cases.items()},
-                          rounds, progress)
+        rows = _run_cases(cases, total, rounds, progress)
     finally:
         os.unlink(path)
     for label in ("half", "full"):
@@ -339,17 +340,8 @@ def durable_scenario(mib: int, rounds: int, progress=None) -> Scenario:  # type:
         "O_DIRECT, 1 MiB aligned blocks": ("peer", partial(direct_writes, path=path)),
     }
 
-    def measured(fn):  # type: ignore[no-untyped-def]
-        def case():  # type: ignore[no-untyped-def]
-            counts: dict[str, int] = {}
-            metrics = timed(lambda: fn(total, counts))
-            metrics["writes/GB"] = counts["writes"] / (total / 1e9)
-            return metrics
-        return case
-
     try:
-        rows = interleave({k: (kind, measured(fn)) for k, (kind, fn) in cases.items()},
-                          rounds, progress)
+        rows = _run_cases(cases, total, rounds, progress)
     finally:
         os.unlink(path)
     for ours in ("aring pump, sync every 64 MiB", "aring pump, sync + drop cache"):
