@@ -79,8 +79,9 @@ async def test_a_busy_producer_yields_at_least_once_per_budget(
     if mode == "always":
         assert ticks >= sends - 1, "every call is a schedule point"
     else:
-        # fair: the ticker ran once per budget; cheap: not once per call
-        assert sends // CALLS - 1 <= ticks <= sends // CALLS + 1, ticks
+        # fair: the ticker ran about once per budget (give or take the passes at the
+        # edges, which trio's random order within a batch may drop); cheap: not once per call
+        assert sends // CALLS - 2 <= ticks <= sends // CALLS + 1, ticks
 
 
 @pytest.mark.parametrize("mode", ["always", "budget"])
@@ -167,7 +168,8 @@ async def test_tcp_streams_take_the_same_budget(no_time_slice: None) -> None:
                         assert bytes(await server.receive_until(b"\r\n", 100)) == b"GET"
 
                 ticks = await _count_loop_passes_during(parse)
-                assert lines // CALLS - 1 <= ticks <= lines // CALLS + 1, ticks
+                # the peek above started this task's budget: one yield fewer inside parse
+                assert lines // CALLS - 2 <= ticks <= lines // CALLS + 1, ticks
 
                 await client.send(b"left\r\n")
                 for name, call in {
