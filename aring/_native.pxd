@@ -197,6 +197,7 @@ cdef class RingCore:
     cdef void _signal_all(self) noexcept
     cdef void _adopt_generation(self) noexcept
     cdef _close_fds(self)
+    cdef bint _take_back_memory(self) except -1
 
 
 cdef class _End:

@@ -31,6 +31,7 @@ from anyio import (
 )
 from anyio.abc import SocketListener, SocketStream, TaskGroup
 
+from . import _ring_pool
 from ._backends import GO_ON, FdWaiter, YieldBudget, current_backend
 from ._common import (
     BROKEN_ERRORS,
@@ -42,7 +43,7 @@ from ._common import (
     shutdown_write,
 )
 from ._native import _ring_capacity
-from ._ring import Checkpoints, Ring, check_checkpoints
+from ._ring import Checkpoints, check_checkpoints
 
 __all__ = ["RingSocketListener", "RingSocketStream", "connect_tcp", "create_tcp_listener"]
 
@@ -81,10 +82,10 @@ class RingSocketStream(SocketStream):
         self._send_budget = YieldBudget() if budgeted else None
         self._sock = sock
         self._fd = FdWaiter(sock.fileno())
-        # Filled and read by this stream's own calls, never waited on: no notifier fds.
-        self._ring = Ring(capacity, notifier="none")
-        self._writer = self._ring.writer()
-        self._reader = self._ring.reader()
+        # Filled and read by this stream's own calls, never waited on: no notifier fds;
+        # taken from the rings earlier streams gave back when there is one (_ring_pool).
+        self._ring, self._writer, self._reader = _ring_pool.take(capacity)
+        self._capacity = self._ring.capacity
         self._loaned = 0  # bytes of the last receive_exactly/until view, released next call
         self._eof = False
         self._eof_sent = False
@@ -97,7 +98,7 @@ class RingSocketStream(SocketStream):
     @property
     def capacity(self) -> int:
         """Bytes the receive ring holds: the most ``peek``/``receive_exactly`` can return."""
-        return self._ring.capacity
+        return self._capacity
 
     def _enter_receive(self) -> None:
         if self._closed:
@@ -303,16 +304,20 @@ class RingSocketStream(SocketStream):
         shutdown_write(self._sock)
 
     async def aclose(self) -> None:
-        """Close: tasks blocked on the socket wake with ``ClosedResourceError``."""
+        """Close: tasks blocked on the socket wake with ``ClosedResourceError``.
+
+        Views this stream lent are released (using one raises ``ValueError``);
+        the ring goes back to the pool for the next stream, unless a slice of a
+        view is still alive, which keeps the old bytes mapped for it alone.
+        """
         if not self._closed:
             self._closed = True
             self._fd.notify_closing()  # wake waiters before the fd goes
             self._sock.close()
             self._loaned = 0
-            # If the caller still holds slices of received views, the memory stays
-            # mapped until the last of them is gone, then it is freed.
-            with contextlib.suppress(BufferError):
-                self._ring.close()
+            # Every later call checks _closed before it touches the ring, so
+            # the next stream may have it as soon as this returns.
+            _ring_pool.give_back(self._ring, self._writer, self._reader)
         await current_backend().checkpoint()
 
     @property

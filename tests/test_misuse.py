@@ -712,3 +712,20 @@ def test_a_buffer_that_closes_the_ring_while_it_is_asked_for() -> None:
         """
     )
     assert outcomes["read into"].startswith("ClosedResourceError")
+
+
+def test_a_forked_child_starts_with_an_empty_ring_pool() -> None:
+    outcomes = run_scenario(
+        """
+        from aring import _ring_pool
+        _ring_pool.give_back(*_ring_pool.take(4096))
+        outcome("parent keeps", lambda: sum(map(len, _ring_pool._free.values())))
+        pid = os.fork()
+        if pid == 0:
+            os._exit(sum(map(len, _ring_pool._free.values())))
+        _, status = os.waitpid(pid, 0)
+        outcome("child keeps", lambda: os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert outcomes["parent keeps"] == "returned 1"
+    assert outcomes["child keeps"] == "returned 0"

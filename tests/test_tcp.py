@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -224,3 +225,54 @@ async def test_listener_serve_hands_each_connection_to_its_handler() -> None:
                     assert await client.receive() == b"ok line %d" % i
             tg.cancel_scope.cancel()
     assert seen == [b"line 0", b"line 1", b"line 2"]
+
+
+async def test_a_closed_streams_ring_serves_the_next_connection_and_shows_none_of_its_bytes() -> (
+    None
+):
+    async with await aring.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(SocketAttribute.local_port)
+        with anyio.fail_after(30):
+            async with await aring.connect_tcp("127.0.0.1", port) as client:
+                server = await listener.accept()
+                await client.send(b"first\nsecret, never read")
+                loan = await server.receive_until(b"\n", 100)
+                assert bytes(loan) == b"first"
+                await server.peek(len(b"first\nsecret, never read") - 6)  # all of it arrived
+                old_ring = server._ring
+                await server.aclose()  # unread bytes and a loan outstanding
+            with pytest.raises(ValueError):
+                bytes(loan)  # the loan ended with the stream
+            async with await aring.connect_tcp("127.0.0.1", port) as client:
+                server = await listener.accept()
+                async with server:
+                    assert server._ring is old_ring, "the ring was not reused"
+                    await client.send(b"second")
+                    await client.send_eof()
+                    got = b""
+                    with contextlib.suppress(anyio.EndOfStream):
+                        while True:
+                            got += await server.receive()
+                    assert got == b"second"
+
+
+async def test_a_slice_of_a_loan_keeps_its_bytes_and_its_ring_out_of_the_pool() -> None:
+    async with await aring.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(SocketAttribute.local_port)
+        with anyio.fail_after(30):
+            async with await aring.connect_tcp("127.0.0.1", port) as client:
+                server = await listener.accept()
+                await client.send(b"kept\n")
+                loan = await server.receive_until(b"\n", 100)
+                part = loan[1:3]  # an export of the ring's memory the stream cannot end
+                old_ring = server._ring
+                await server.aclose()
+            async with await aring.connect_tcp("127.0.0.1", port) as client:
+                server = await listener.accept()
+                async with server:
+                    assert server._ring is not old_ring
+                    await client.send(b"other")
+                    assert await server.receive() == b"other"
+            assert bytes(part) == b"ep"
+            part.release()
+

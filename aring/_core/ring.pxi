@@ -500,13 +500,7 @@ cdef class RingCore:
         cdef _End end
         if self._closed:
             return
-        for end in self._ends:
-            end._release_views()
-        if self._window is not None:
-            self._window.release()
-            self._rwindow.release()
-            self._window = self._rwindow = None
-        if self._buffer._exports:
+        if not self._take_back_memory():
             raise BufferError(
                 f"cannot close the ring: {self._buffer._exports} view(s) of its memory are "
                 "alive (slices of reserve()/peek() views or exports from them); release them first"
@@ -531,6 +525,31 @@ cdef class RingCore:
         self._data = NULL
         if failure is not None:
             raise failure
+
+    cdef bint _take_back_memory(self) except -1:
+        """Release every view the ends lent and the export they are cut from.
+
+        True if nothing else exports the memory now; False while slices of
+        lent views (or exports from them) are alive, which keep it mapped.
+        """
+        cdef _End end
+        for end in self._ends:
+            end._release_views()
+        if self._window is not None:
+            self._window.release()
+            self._rwindow.release()
+            self._window = self._rwindow = None
+        return self._buffer._exports == 0
+
+    def _reusable(self):
+        """Whether the ring can serve a new user who must see nothing of the old one.
+
+        Every lent view is released first (using one raises ``ValueError``);
+        True if no slice of one is left either.  The TCP streams' ring pool
+        (``aring._ring_pool``) reuses a ring only then.
+        """
+        self._check_open()
+        return self._take_back_memory()
 
     def __enter__(self):
         return self
