@@ -41,7 +41,6 @@ __all__ = ["Reader", "RingAttribute", "Writer"]
 _T = TypeVar("_T")
 
 
-
 class RingAttribute(TypedAttributeSet):
     """Typed attributes of the ends, read with ``end.extra(RingAttribute.capacity)``."""
 
@@ -114,19 +113,18 @@ class _TaskSide:
 
     async def _wait_until_ready(self, backend: Backend, n: int) -> None:
         """Return once ``arm(n)`` says the end is ready; its errors (closed, broken) propagate."""
-        try:
-            await self._sleep_until_ready(backend, n)
-        finally:
-            if self._budget is not None:  # the task yielded while it waited
-                self._budget.restart()
-
-    async def _sleep_until_ready(self, backend: Backend, n: int) -> None:
         for _ in range(backend.yields_before_sleep):
             await backend.checkpoint()
             if self._ready(n):
-                return
-        if not self.arm(n):
-            return
+                break
+        else:
+            if self.arm(n):
+                await self._sleep_on_notifier(backend, n)
+        if self._budget is not None:  # the task yielded while it waited
+            self._budget.restart()
+
+    async def _sleep_on_notifier(self, backend: Backend, n: int) -> None:
+        """Armed for ``n``: sleep on the end's notifier until ``arm(n)`` says it is ready."""
         watch = self._watch
         if watch is None or watch.key is not backend.loop_key():
             if watch is not None:
