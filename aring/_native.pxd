@@ -2,6 +2,7 @@
 # and the layout of its extension types.  _native.pyx includes one .pxi per
 # concern (aring/_core/) and the fields below are shared between them.
 
+from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t, uint64_t
 
 
@@ -118,6 +119,12 @@ cdef extern from "includes/aring.h" nogil:
     int ARING_PROCESS_DEAD
     uint64_t aring_self_start()
     int aring_process_alive(uint32_t pid, uint64_t start)
+
+
+cdef extern from "Python.h":
+    # Py_REFCNT on a borrowed pointer: through an ``object`` argument Cython
+    # would count its own temporary reference too.
+    Py_ssize_t _borrowed_refcount "Py_REFCNT"(PyObject *o)
 
 
 cdef extern from "<poll.h>" nogil:

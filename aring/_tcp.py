@@ -84,7 +84,8 @@ class RingSocketStream(SocketStream):
         self._fd = FdWaiter(sock.fileno())
         # Filled and read by this stream's own calls, never waited on: no notifier fds;
         # taken from the rings earlier streams gave back when there is one (_ring_pool).
-        self._ring, self._writer, self._reader = _ring_pool.take(capacity)
+        self._lease = _ring_pool.take(capacity)
+        self._ring, self._writer, self._reader, _ = self._lease
         self._capacity = self._ring.capacity
         self._loaned = 0  # bytes of the last receive_exactly/until view, released next call
         self._eof = False
@@ -317,7 +318,12 @@ class RingSocketStream(SocketStream):
             self._loaned = 0
             # Every later call checks _closed before it touches the ring, so
             # the next stream may have it as soon as this returns.
-            _ring_pool.give_back(self._ring, self._writer, self._reader)
+            _ring_pool.give_back(self._lease)
+            # Nothing of this stream may reach the ring again: the next stream has it.
+            del self._lease, self._ring, self._writer, self._reader
+            for budget in (self._receive_budget, self._send_budget):
+                if budget is not None:
+                    budget.forget()  # keeps no finished task alive
         await current_backend().checkpoint()
 
     @property

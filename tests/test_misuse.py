@@ -718,7 +718,7 @@ def test_a_forked_child_starts_with_an_empty_ring_pool() -> None:
     outcomes = run_scenario(
         """
         from aring import _ring_pool
-        _ring_pool.give_back(*_ring_pool.take(4096))
+        _ring_pool.give_back(_ring_pool.take(4096))
         outcome("parent keeps", lambda: sum(map(len, _ring_pool._free.values())))
         pid = os.fork()
         if pid == 0:
@@ -729,3 +729,26 @@ def test_a_forked_child_starts_with_an_empty_ring_pool() -> None:
     )
     assert outcomes["parent keeps"] == "returned 1"
     assert outcomes["child keeps"] == "returned 0"
+
+
+def test_a_ring_out_of_the_pool_when_the_process_forked_is_never_kept() -> None:
+    # The child may hold views of the same memory: reusing the ring in the
+    # parent would show the child the parent's next connection.
+    outcomes = run_scenario(
+        """
+        from aring import _ring_pool
+        lease = _ring_pool.take(4096)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        _ring_pool.give_back(lease)
+        outcome("kept", lambda: sum(map(len, _ring_pool._free.values())))
+        outcome("closed", lambda: lease[0].closed)
+        _ring_pool.give_back(_ring_pool.take(4096))  # one taken after the fork is kept
+        outcome("kept after", lambda: sum(map(len, _ring_pool._free.values())))
+        """
+    )
+    assert outcomes["kept"] == "returned 0"
+    assert outcomes["closed"] == "returned True"
+    assert outcomes["kept after"] == "returned 1"

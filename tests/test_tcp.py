@@ -256,7 +256,8 @@ async def test_a_closed_streams_ring_serves_the_next_connection_and_shows_none_o
                     assert got == b"second"
 
 
-async def test_a_slice_of_a_loan_keeps_its_bytes_and_its_ring_out_of_the_pool() -> None:
+@pytest.mark.parametrize("keep", ["a slice", "its exporter"])
+async def test_what_a_loan_leaves_behind_keeps_its_ring_out_of_the_pool(keep: str) -> None:
     async with await aring.create_tcp_listener(local_host="127.0.0.1") as listener:
         port = listener.extra(SocketAttribute.local_port)
         with anyio.fail_after(30):
@@ -264,7 +265,9 @@ async def test_a_slice_of_a_loan_keeps_its_bytes_and_its_ring_out_of_the_pool() 
                 server = await listener.accept()
                 await client.send(b"kept\n")
                 loan = await server.receive_until(b"\n", 100)
-                part = loan[1:3]  # an export of the ring's memory the stream cannot end
+                # a slice: an export the stream cannot end; .obj: the ring's buffer itself,
+                # from which anyone could map the ring's memory again
+                part = loan[1:3] if keep == "a slice" else loan.obj
                 old_ring = server._ring
                 await server.aclose()
             async with await aring.connect_tcp("127.0.0.1", port) as client:
@@ -273,6 +276,10 @@ async def test_a_slice_of_a_loan_keeps_its_bytes_and_its_ring_out_of_the_pool() 
                     assert server._ring is not old_ring
                     await client.send(b"other")
                     assert await server.receive() == b"other"
-            assert bytes(part) == b"ep"
-            part.release()
+            if keep == "a slice":
+                assert bytes(part) == b"ep"
+                part.release()
+            else:
+                with pytest.raises(ValueError, match="closed"):
+                    memoryview(part)  # type: ignore[arg-type]  # nothing to map any more
 

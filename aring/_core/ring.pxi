@@ -545,11 +545,13 @@ cdef class RingCore:
         """Whether the ring can serve a new user who must see nothing of the old one.
 
         Every lent view is released first (using one raises ``ValueError``);
-        True if no slice of one is left either.  The TCP streams' ring pool
-        (``aring._ring_pool``) reuses a ring only then.
+        True only if no slice of one is left and nothing but the ring holds
+        its buffer (a view's ``.obj`` is the buffer: whoever kept it could map
+        the new user's bytes).  The TCP streams' ring pool (``aring._ring_pool``)
+        reuses a ring only then.
         """
         self._check_open()
-        return self._take_back_memory()
+        return self._take_back_memory() and _borrowed_refcount(<PyObject *> self._buffer) == 1
 
     def __enter__(self):
         return self
