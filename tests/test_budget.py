@@ -10,10 +10,13 @@ set out of reach here so the counts do not depend on this machine's speed;
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
 
 import anyio
 import pytest
+import uvloop
 from anyio import create_task_group
 from anyio.abc import SocketAttribute
 
@@ -189,3 +192,71 @@ async def test_tcp_streams_take_the_same_budget(no_time_slice: None) -> None:
 async def test_tcp_listener_refuses_a_bad_checkpoints_before_listening() -> None:
     with pytest.raises(ValueError, match="checkpoints must be 'always' or 'budget'"):
         await aring.create_tcp_listener(local_host="127.0.0.1", checkpoints="sometimes")  # type: ignore[arg-type]
+
+
+def test_an_end_used_by_a_task_of_another_threads_loop_checks_that_tasks_scopes() -> None:
+    """The budget belongs to a task of one loop; a task of a loop in another thread
+    (while the first loop still runs its task) must not pass for it."""
+    ring = aring.Ring(4096, checkpoints="budget")
+    writer, reader = ring.writer(), ring.reader()
+    writer.try_write(b"first" + b"second")
+    first_done, second_done = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    async def first() -> None:
+        seen.append((await reader.receive(5)).decode())
+        first_done.set()
+        second_done.wait(30)  # keeps this loop inside this task meanwhile
+
+    async def second() -> None:
+        first_done.wait(30)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            seen.append((await reader.receive()).decode())
+        seen.append("cancelled" if scope.cancelled_caught else "went on")
+        second_done.set()
+
+    threads = [threading.Thread(target=anyio.run, args=(f,)) for f in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with ring:
+        assert seen == ["first", "cancelled"]
+        assert reader.readable() == len(b"second"), "the cancelled receive consumed bytes"
+
+
+def test_an_end_moves_from_a_trio_run_to_an_asyncio_loop_in_budget_mode() -> None:
+    with aring.Ring(4096, checkpoints="budget") as ring:
+        writer, reader = ring.writer(), ring.reader()
+
+        async def round_trip(data: bytes) -> bytes:
+            await writer.send(data)
+            return await reader.receive()
+
+        assert anyio.run(round_trip, b"on trio", backend="trio") == b"on trio"
+        assert anyio.run(round_trip, b"on asyncio", backend="asyncio") == b"on asyncio"
+        assert anyio.run(round_trip, b"on trio again", backend="trio") == b"on trio again"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_asyncio_own_cancellation_is_a_cancel_point_in_budget_mode(loop: str) -> None:
+    """task.cancel() by the task itself (no anyio scope) stops the next call."""
+
+    async def main() -> str:
+        async with aring.open(4096, checkpoints="budget") as (writer, reader):
+            await writer.send(b"one")
+            await reader.receive()  # the budget for this task is live now
+            await writer.send(b"two")
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            try:
+                await reader.receive()
+            except asyncio.CancelledError:
+                task.uncancel()
+                return f"cancelled, {reader.readable()} left"
+            return "went on"
+
+    runner = asyncio.run if loop == "asyncio" else uvloop.run
+    assert runner(main()) == "cancelled, 3 left"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 import types
 from collections.abc import Awaitable, Callable, Generator
@@ -234,16 +235,27 @@ def _current_task_reader(loop: asyncio.AbstractEventLoop, task: object) -> Calla
     """
     table = getattr(asyncio.tasks, "_current_tasks", None)
     if isinstance(table, dict) and table.get(loop) is task:
-        return lambda: table.get(loop)
-    return asyncio.current_task
+        # The loop's entry says which task it runs, not that this thread runs it.
+        thread = threading.get_ident()
+        get_ident = threading.get_ident
+        return lambda: table.get(loop) if get_ident() == thread else None
+
+    def current() -> object:
+        try:
+            return asyncio.current_task()
+        except RuntimeError:  # no asyncio loop here (the end moved to a trio run)
+            return None
+
+    return current
 
 
 def _yield_budget(calls: int, seconds: float) -> BudgetCalls:
     task = asyncio.current_task()
+    assert task is not None, "called from a task"
     current_task = _current_task_reader(asyncio.get_running_loop(), task)
     monotonic = time.monotonic  # not loop.time(): uvloop's may be cached per pass
     # anyio's state of the task, made once (when the task first enters a cancel scope)
-    state = _anyio_task_states.get(task)  # type: ignore[arg-type]
+    state = _anyio_task_states.get(task)
     left = calls
     until = monotonic() + seconds
 
@@ -252,11 +264,12 @@ def _yield_budget(calls: int, seconds: float) -> BudgetCalls:
         if current_task() is not task:
             return OTHER_TASK
         left -= 1
-        if left >= 0 and monotonic() < until:
+        # task.cancelling(): asyncio's own cancellation (task.cancel()) is pending
+        if left >= 0 and monotonic() < until and not task.cancelling():
             # anyio's cancel scopes around the task (CancelScope, fail_after,
             # task groups): one cancelled, and not behind a shield, means yield
             if state is None:
-                state = _anyio_task_states.get(task)  # type: ignore[arg-type]
+                state = _anyio_task_states.get(task)
             scope = state.cancel_scope if state is not None else None
             while scope is not None:
                 if scope._cancel_called:
