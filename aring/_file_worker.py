@@ -15,6 +15,7 @@ looks at the stop request every ``STOP_CHECK`` seconds.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import threading
@@ -105,12 +106,18 @@ class _Syncer:
         self._sync = os.fsync if policy.metadata else os.fdatasync
         self._unsynced = 0
         self._last = time.monotonic()
-        self._synced_to = os.lseek(fd, 0, os.SEEK_CUR) if policy.drop_cache else 0
+        self._synced_to = 0
+        if policy.drop_cache:  # where our writes start: the end of the file if appending
+            appending = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
+            self._synced_to = os.fstat(fd).st_size if appending else os.lseek(fd, 0, os.SEEK_CUR)
 
     def wrote(self, n: int) -> None:
         self._unsynced += n
-        every = self._policy.every_bytes
-        if every is not None and self._unsynced >= every:
+        policy = self._policy
+        if (policy.every_bytes is not None and self._unsynced >= policy.every_bytes) or (
+            policy.every_seconds is not None
+            and time.monotonic() - self._last >= policy.every_seconds
+        ):
             self.sync()
 
     def wait_limit(self) -> float:

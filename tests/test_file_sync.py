@@ -11,6 +11,7 @@ import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,48 @@ async def test_sync_is_refused_for_what_is_not_a_regular_file(tmp_path: Path) ->
                 await aring.pump(reader, left, sync=aring.FileSync())
             with pytest.raises(TypeError, match=r"sync must be an aring\.FileSync, not dict"):
                 await aring.pump(reader, f, sync={"every_bytes": 1})  # type: ignore[arg-type]
+
+
+async def test_every_seconds_holds_while_bytes_keep_coming(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk slower than the producer: the ring never empties, the timed syncs still come."""
+    syncs = _record(monkeypatch, "fdatasync")
+    real_write = os.write
+
+    def slow_write(fd: int, data: Any) -> int:
+        time.sleep(0.01)  # a slow disk (stands in for writeback throttling)
+        return real_write(fd, data)
+
+    total = 64 * 4096
+    with (tmp_path / "rec").open("wb") as f, anyio.fail_after(60):
+        # a small ring: many writes, each slow, and the producer always has more
+        async with aring.open(4 * 4096) as (writer, reader), create_task_group() as tg:
+
+            async def produce() -> None:
+                async with writer:
+                    for _ in range(total // 4096):
+                        await writer.send(b"s" * 4096)
+                        await anyio.sleep(0)
+
+            tg.start_soon(produce)
+            monkeypatch.setattr(os, "write", slow_write)
+            await aring.pump(reader, f, sync=aring.FileSync(every_seconds=0.02))
+    during = [size for (size,) in syncs if size < total]
+    assert len(during) >= 2, f"timed syncs while data kept coming: {syncs}"
+
+
+async def test_drop_cache_on_an_appended_file_starts_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "rec"
+    path.write_bytes(b"old" * 4096)
+    before = path.stat().st_size
+    advice = _record(monkeypatch, "posix_fadvise")
+    total = 10 * PIECE
+    with path.open("ab") as f, anyio.fail_after(30):
+        async with aring.open(1 << 20) as (writer, reader), create_task_group() as tg:
+            tg.start_soon(_produce, writer, total)
+            await aring.pump(reader, f, sync=aring.FileSync(every_bytes=PIECE, drop_cache=True))
+    assert advice[0][1] == before, "the pages of what was there before are not ours to drop"
+    assert advice[-1][1] + advice[-1][2] == before + total
