@@ -27,7 +27,7 @@ from anyio import TypedAttributeSet, WouldBlock, typed_attribute
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from . import _native
-from ._backends import GO_ON, Backend, Watch, YieldBudget, current_backend
+from ._backends import GO_ON, Backend, Watch, YieldBudget, checkpoint_within, current_backend
 from ._common import DEFAULT_MAX_BYTES, check_max_bytes, part_wait
 from ._sync import SyncReader, SyncWriter
 
@@ -96,6 +96,7 @@ class _TaskSide:
 
     async def _run(self, attempt: Callable[[], _T | None], n: int) -> _T:
         """Checkpoint, then ``attempt()`` until it has a result, waiting for ``n`` between tries."""
+        # checkpoint_within inlined: reserve, peek and receive_into come here.
         budget = self._budget
         if budget is None:
             await current_backend().checkpoint()
@@ -209,7 +210,7 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
             if total == 0:
                 await self._run(self._nothing_to_send, 1)
                 return
-            # _run inlined: this is the hot path.
+            # _run (and checkpoint_within) inlined: this is the hot path.
             budget = self._budget
             if budget is None:
                 await current_backend().checkpoint()
@@ -223,12 +224,8 @@ class Writer(_native.WriterEnd, _TaskSide, ByteSendStream):
                 self._release(token, True)
             return
         view = _bytes_view(item)
+        await checkpoint_within(self._budget)
         backend = current_backend()
-        budget = self._budget
-        if budget is None:
-            await backend.checkpoint()
-        elif (code := budget.spend()) != GO_ON:
-            await budget.checkpoint(code)
         token = self._acquire(True)
         try:
             sent = 0
@@ -295,7 +292,7 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
         """
         if type(max_bytes) is not int or max_bytes < 1:
             check_max_bytes(max_bytes)
-        # _run inlined: this is the hot path.
+        # _run (and checkpoint_within) inlined: this is the hot path.
         budget = self._budget
         if budget is None:
             await current_backend().checkpoint()

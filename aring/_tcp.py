@@ -32,7 +32,7 @@ from anyio import (
 from anyio.abc import SocketListener, SocketStream, TaskGroup
 
 from . import _ring_pool
-from ._backends import GO_ON, FdWaiter, YieldBudget, current_backend
+from ._backends import FdWaiter, YieldBudget, checkpoint_within, current_backend
 from ._common import (
     BROKEN_ERRORS,
     DEFAULT_MAX_BYTES,
@@ -54,14 +54,6 @@ DEFAULT_CAPACITY = 256 << 10
 def _delimiter_pattern(delimiter: bytes) -> re.Pattern[bytes]:
     # Compiled once per delimiter: receive_until runs once per request in servers.
     return re.compile(re.escape(delimiter))
-
-
-async def _checkpoint(budget: YieldBudget | None) -> None:
-    """A cancel point; a schedule point too unless the stream's budget allows a call more."""
-    if budget is None:
-        await current_backend().checkpoint()
-    elif (code := budget.spend()) != GO_ON:
-        await budget.checkpoint(code)
 
 
 class RingSocketStream(SocketStream):
@@ -155,7 +147,7 @@ class RingSocketStream(SocketStream):
 
     async def receive(self, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         check_max_bytes(max_bytes)
-        await _checkpoint(self._receive_budget)
+        await checkpoint_within(self._receive_budget)
         self._enter_receive()
         try:
             if not await self._fill_until(1):
@@ -173,7 +165,7 @@ class RingSocketStream(SocketStream):
         ``EndOfStream`` when nothing is.  ``consume(k)`` releases bytes.
         """
         self._check_n(n)
-        await _checkpoint(self._receive_budget)
+        await checkpoint_within(self._receive_budget)
         self._enter_receive()
         try:
             if not await self._fill_until(n):
@@ -199,7 +191,7 @@ class RingSocketStream(SocketStream):
         ``IncompleteRead`` if the stream ends first.
         """
         self._check_n(nbytes)
-        await _checkpoint(self._receive_budget)
+        await checkpoint_within(self._receive_budget)
         self._enter_receive()
         try:
             if await self._fill_until(nbytes) < nbytes:
@@ -227,7 +219,7 @@ class RingSocketStream(SocketStream):
                 f"({self.capacity - len(delimiter)}), got {max_bytes}"
             )
         pattern = _delimiter_pattern(bytes(delimiter))
-        await _checkpoint(self._receive_budget)
+        await checkpoint_within(self._receive_budget)
         self._enter_receive()
         try:
             searched = 0
@@ -267,7 +259,7 @@ class RingSocketStream(SocketStream):
 
     async def send(self, item: bytes | bytearray | memoryview) -> None:
         view = memoryview(item).cast("B")
-        await _checkpoint(self._send_budget)
+        await checkpoint_within(self._send_budget)
         if self._closed:
             raise ClosedResourceError("this stream is closed")
         if self._eof_sent:

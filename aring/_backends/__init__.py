@@ -19,7 +19,15 @@ from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-__all__ = ["Backend", "FdWaiter", "SocketWatch", "Watch", "YieldBudget", "current_backend"]
+__all__ = [
+    "Backend",
+    "FdWaiter",
+    "SocketWatch",
+    "Watch",
+    "YieldBudget",
+    "checkpoint_within",
+    "current_backend",
+]
 
 
 class Watch(Protocol):
@@ -229,3 +237,15 @@ class YieldBudget:
         """Drop the task (keeps no finished task alive)."""
         self.spend = _other_task
         self.restart = _nothing
+
+
+async def checkpoint_within(budget: YieldBudget | None) -> None:
+    """A cancel point; a schedule point too, unless ``budget`` allows one more call without.
+
+    ``None``: ``checkpoints="always"``.  The two hottest calls (``Writer.send``,
+    ``Reader.receive``) inline this to save a frame.
+    """
+    if budget is None:
+        await current_backend().checkpoint()
+    elif (code := budget.spend()) != GO_ON:
+        await budget.checkpoint(code)
