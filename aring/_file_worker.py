@@ -113,23 +113,26 @@ class _Syncer:
 
     def wrote(self, n: int) -> None:
         self._unsynced += n
-        policy = self._policy
-        if (policy.every_bytes is not None and self._unsynced >= policy.every_bytes) or (
-            policy.every_seconds is not None
-            and time.monotonic() - self._last >= policy.every_seconds
-        ):
+        every = self._policy.every_bytes
+        if every is not None and self._unsynced >= every:
             self.sync()
+        else:
+            self._sync_if_due()
 
     def wait_limit(self) -> float:
         """How long the worker may wait for bytes before a timed sync is due."""
+        return min(STOP_CHECK, self._sync_if_due())
+
+    def _sync_if_due(self) -> float:
+        """The timed sync, if ``every_seconds`` passed with bytes waiting; seconds to the next."""
         every = self._policy.every_seconds
         if every is None or not self._unsynced:
-            return STOP_CHECK
+            return math.inf
         due = self._last + every - time.monotonic()
-        if due <= 0:
-            self.sync()
-            return STOP_CHECK
-        return min(STOP_CHECK, due)
+        if due > 0:
+            return due
+        self.sync()
+        return math.inf
 
     def sync(self) -> None:
         self._sync(self._fd)
