@@ -120,6 +120,39 @@ cdef extern from "includes/aring.h" nogil:
     uint64_t aring_self_start()
     int aring_process_alive(uint32_t pid, uint64_t start)
 
+    # relay_engine.h
+    int ARING_HAVE_RELAY_ENGINE
+
+    ctypedef struct aring_engine_direction:
+        uint64_t bytes
+        uint64_t waits
+        uint64_t regions
+
+    ctypedef struct aring_engine_conn:
+        size_t cap
+        int mirrored
+        aring_engine_direction dir[2]
+        uint64_t wakeups
+        uint64_t steps
+        int error
+
+    ctypedef struct aring_engine:
+        int done_fd
+
+    int aring_engine_init(aring_engine *e, uint64_t budget_factor, aring_error *err)
+    void aring_engine_destroy(aring_engine *e)
+    aring_engine_conn *aring_engine_conn_new(size_t cap, int double_map, aring_error *err)
+    void aring_engine_conn_free(aring_engine_conn *c)
+    int aring_engine_run(aring_engine *e)
+    int aring_engine_start(aring_engine *e, aring_engine_conn *c, int fd0, int fd1)
+    void aring_engine_abort(aring_engine *e, aring_engine_conn *c)
+    int aring_engine_releasable(aring_engine *e, aring_engine_conn *c)
+    int aring_engine_accepting(aring_engine *e)
+    int aring_engine_let_go(aring_engine *e, aring_engine_conn *c)
+    size_t aring_engine_take_done(aring_engine *e, aring_engine_conn **out, size_t max)
+    void aring_engine_stop(aring_engine *e)
+    uint64_t aring_engine_load(uint64_t *p)
+
 
 cdef extern from "Python.h":
     # Py_REFCNT on a borrowed pointer: through an ``object`` argument Cython

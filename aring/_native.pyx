@@ -19,8 +19,8 @@ from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo, PyBuffer_Release,
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
-from libc.errno cimport EINTR, errno
-from libc.stdint cimport uint32_t, uint64_t
+from libc.errno cimport EALREADY, EINTR, EINVAL, ESHUTDOWN, errno
+from libc.stdint cimport uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy
 
 import errno as _errno
@@ -57,3 +57,4 @@ include "_core/ends.pxi"
 include "_core/writer.pxi"
 include "_core/reader.pxi"
 include "_core/waiting.pxi"
+include "_core/relay_engine.pxi"

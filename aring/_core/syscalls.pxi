@@ -51,13 +51,14 @@ def _forward(WriterEnd writer not None, ReaderEnd reader not None, int src_fd, i
     this caller only; ``src_fd`` -1 only writes (the source already ended).  Each turn reads into all free space and writes all
     readable bytes (one call each, the GIL released around large ones), until
     ``budget`` bytes were written or a turn moves nothing.  Returns
-    ``(received, sent, why)`` where ``why`` holds FORWARD_* bits; STALLED with
+    ``(received, sent, why, regions)`` where ``why`` holds FORWARD_* bits and
+    ``regions`` counts the writes that moved bytes; STALLED with
     bytes still readable means the destination takes no more now, with none
     readable that the source has nothing now.  A relay pays the interpreter
     once per call instead of once per region.
     """
     cdef RingCore core = writer._core
-    cdef Py_ssize_t received = 0, sent = 0, got, put, space, avail
+    cdef Py_ssize_t received = 0, sent = 0, regions = 0, got, put, space, avail
     cdef uint64_t w
     cdef bint eof
     cdef int why = 0
@@ -104,6 +105,7 @@ def _forward(WriterEnd writer not None, ReaderEnd reader not None, int src_fd, i
                         reader._take_back_views()
                         reader._advance(put)
                         sent += put
+                        regions += 1
                 if got <= 0 and put <= 0:
                     why |= _FORWARD_STALLED
                     break
@@ -114,4 +116,4 @@ def _forward(WriterEnd writer not None, ReaderEnd reader not None, int src_fd, i
             reader._release(rtoken)
     finally:
         writer._release(wtoken)
-    return received, sent, why
+    return received, sent, why, regions

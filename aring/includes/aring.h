@@ -6,4 +6,5 @@
 #include "mapping.h"
 #include "notifier.h"
 #include "process.h"
+#include "relay_engine.h"
 #endif
