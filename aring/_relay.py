@@ -1,15 +1,22 @@
 """A TCP relay through rings: every accepted connection is forwarded to one target.
 
-Each direction of a connection is one task with a ring of its own.  A loop
-in C (``_native._forward``) reads from one socket into the ring's free space
-and writes the readable region to the other socket, for as long as either
-side moves (up to a budget, then the task yields), so the interpreter runs
-once per batch of regions; the task waits only when neither side can move
-(for the target to take more, or for the source to send more).  Every byte is
-copied once into the ring and once out, with one ``read`` and one ``write``
-per region; no second task is woken per region, and a ring only its own task
-uses needs no notifier fds (a connection costs its two sockets and the two
-rings' memory fds).
+Two engines move the bytes (``serve_relay(engine=...)``):
+
+- ``"thread"`` (the default where epoll exists): one native thread per relay
+  (``_relay_engine``) waits in epoll on every connection's sockets and
+  forwards each direction through a private double-mapped ring, with no
+  interpreter in the way: a request is read and sent on in the wake-up that
+  saw it, as socat does, whatever the loop.  The loop only accepts, connects
+  and hears when a connection ended.
+- ``"loop"``: each direction is one task with a ring of its own; a loop in C
+  (``_native._forward``) reads from one socket into the ring's free space and
+  writes the readable region to the other socket for as long as either side
+  moves (up to a budget, then the task yields), run from the loop's readiness
+  callbacks on asyncio and uvloop.
+
+Either way every byte is copied once into the ring and once out, with one
+``recv`` and one ``send`` per region, and a ring only its own connection uses
+needs no notifier fds.
 
 A half-close (EOF) travels with the data: when one side stops sending, the
 other side's write half is shut down once the ring drained, and the opposite
@@ -24,11 +31,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import socket
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import anyio
 from anyio import create_task_group
@@ -38,9 +47,12 @@ from . import _native
 from ._backends import AGAIN, DONE, NEED_SOURCE, NEED_TARGET, FdWaiter, current_backend
 from ._common import BROKEN_ERRORS, connect_socket, listen_socket, shutdown_write
 from ._io import TransferStats
+from ._relay_engine import ENDED_BY_US, Counts, EngineDispatch, counts
 from ._ring import Ring
 
-__all__ = ["RelayStats", "check_relay_options", "parse_address", "serve_relay"]
+__all__ = ["RelayEngineKind", "RelayStats", "check_relay_options", "parse_address", "serve_relay"]
+
+RelayEngineKind = Literal["auto", "thread", "loop"]
 
 log = logging.getLogger("aring.relay")
 
@@ -65,9 +77,12 @@ class RelayStats:
     unreachable, connect timeout, a reset); ``resets`` the resets among them,
     forwarded as resets; ``idle_closed`` connections closed by the idle
     timeout; ``accept_errors`` failed ``accept()`` calls (out of fds...).
-    ``steps`` counts the interpreter's passes over the forwarding loop (each
-    moves one or more regions in C) and ``waits`` the times a target took no
-    more and the relay waited for it, both directions of every connection.
+    The counters below sum both directions of every connection, finished and
+    running: ``bytes`` forwarded, ``regions`` sends that moved bytes,
+    ``waits`` sends the target refused for now (the relay then waited for
+    it), ``wakeups`` the times a connection was woken (an epoll event on the
+    thread engine, a readiness callback or a task step on the loop engine)
+    and ``steps`` the passes over a connection's forwarding loop.
     """
 
     accepted: int = 0
@@ -76,32 +91,39 @@ class RelayStats:
     resets: int = 0
     idle_closed: int = 0
     accept_errors: int = 0
-    finished_bytes: int = 0
-    finished_steps: int = 0
-    finished_waits: int = 0
-    _live: dict[int, TransferStats] = field(default_factory=dict, repr=False)
+    _finished: list[int] = field(default_factory=lambda: [0] * 5, repr=False)
+    _live: dict[int, Callable[[], Counts]] = field(default_factory=dict, repr=False)
+
+    def _total(self, index: int) -> int:
+        return self._finished[index] + sum(sample()[index] for sample in self._live.values())
 
     @property
     def bytes(self) -> int:
-        """Bytes forwarded in both directions, finished and running connections."""
-        return self.finished_bytes + sum(t.bytes for t in self._live.values())
+        return self._total(0)
 
     @property
-    def steps(self) -> int:
-        return self.finished_steps + sum(t.syscalls for t in self._live.values())
+    def regions(self) -> int:
+        return self._total(1)
 
     @property
     def waits(self) -> int:
-        return self.finished_waits + sum(t.waits for t in self._live.values())
+        return self._total(2)
 
-    def _track(self, transfer: TransferStats) -> Callable[[], None]:
-        key = id(transfer)
-        self._live[key] = transfer
+    @property
+    def wakeups(self) -> int:
+        return self._total(3)
+
+    @property
+    def steps(self) -> int:
+        return self._total(4)
+
+    def _track(self, sample: Callable[[], Counts]) -> Callable[[], None]:
+        key = id(sample)
+        self._live[key] = sample
 
         def done() -> None:
-            self.finished_bytes += transfer.bytes
-            self.finished_steps += transfer.syscalls
-            self.finished_waits += transfer.waits
+            for index, value in enumerate(sample()):
+                self._finished[index] += value
             del self._live[key]
 
         return done
@@ -151,12 +173,13 @@ async def _forward(
     def step() -> int:
         nonlocal src_done
         try:
-            _, sent, why = _native._forward(
+            _, sent, why, regions = _native._forward(
                 writer, reader, -1 if src_done else src_fd, dst_fd, budget
             )
         except BROKEN_ERRORS as exc:
             raise _PeerReset(str(exc)) from exc
         transfer.bytes += sent
+        transfer.regions += regions
         transfer.syscalls += 1  # for the relay: steps, each one call into the C loop
         src_done = src_done or bool(why & _native.FORWARD_SOURCE_END)
         if src_done and not reader.readable():
@@ -176,18 +199,13 @@ class _IdleWatch:
     """Cancels a connection once no byte moved either way for ``timeout`` seconds.
 
     It samples the byte counters eight times per timeout, so the forwarding
-    tasks pay nothing for it: a connection is closed between 1 and 1.125
-    timeouts after its last byte.
+    pays nothing for it: a connection is closed between 1 and 1.125 timeouts
+    after its last byte.
     """
 
-    def __init__(
-        self,
-        timeout: float,
-        transfers: tuple[TransferStats, TransferStats],
-        scope: anyio.CancelScope,
-    ) -> None:
+    def __init__(self, timeout: float, moved: Callable[[], int], scope: anyio.CancelScope) -> None:
         self._timeout = timeout
-        self._transfers = transfers
+        self._moved = moved
         self._scope = scope
         self.fired = False
 
@@ -195,7 +213,7 @@ class _IdleWatch:
         seen = -1
         quiet_since = anyio.current_time()
         while True:
-            total = self._transfers[0].bytes + self._transfers[1].bytes
+            total = self._moved()
             now = anyio.current_time()
             if total != seen:
                 seen, quiet_since = total, now
@@ -220,6 +238,7 @@ class _Options:
     capacity: int
     idle_timeout: float | None
     connect_timeout: float | None
+    dispatch: EngineDispatch | None  # None: the loop engine
 
 
 class _Freed:
@@ -251,20 +270,29 @@ class _Prepared:
     def __init__(self, options: _Options) -> None:
         family, _ = options.target
         self.upstream = socket.socket(family, socket.SOCK_STREAM)
+        self.engine_connection: _native.EngineConnection | None = None
+        self.rings: tuple[Ring, Ring] | None = None
         rings: list[Ring] = []
         try:
-            for _ in range(2):
-                rings.append(Ring(options.capacity, notifier="none"))
+            if options.dispatch is not None:
+                self.engine_connection = options.dispatch.connection(options.capacity)
+            else:
+                for _ in range(2):
+                    rings.append(Ring(options.capacity, notifier="none"))
+                self.rings = (rings[0], rings[1])
         except BaseException:
             for ring in rings:
                 ring.close()
             self.upstream.close()
             raise
-        self.rings = (rings[0], rings[1])
 
     def close(self) -> None:
+        """Give back the fds and memory (after the engine let go of the connection)."""
         self.upstream.close()
-        for ring in self.rings:
+        if self.engine_connection is not None:
+            self.engine_connection.abort()  # a no-op unless it still runs
+            self.engine_connection.release()
+        for ring in self.rings or ():
             ring.close()
 
 
@@ -283,6 +311,70 @@ async def _connect(options: _Options, sock: socket.socket) -> None:
         ) from None
 
 
+async def _loop_engine(
+    client: socket.socket,
+    upstream: socket.socket,
+    rings: tuple[Ring, Ring],
+    idle_timeout: float | None,
+    stats: RelayStats,
+) -> bool:
+    """Both directions as tasks on the loop; whether the idle timeout ended it."""
+    transfers = (TransferStats(), TransferStats())
+
+    def sample() -> Counts:
+        out, back = transfers
+        steps = out.syscalls + back.syscalls  # each step is one wake-up of its task
+        moved, regions = out.bytes + back.bytes, out.regions + back.regions
+        return moved, regions, out.waits + back.waits, steps, steps
+
+    finished = stats._track(sample)
+    idle = None
+    try:
+        with rings[0], rings[1]:
+            async with create_task_group() as tg:
+                if idle_timeout is not None:
+                    idle = _IdleWatch(
+                        idle_timeout, lambda: transfers[0].bytes + transfers[1].bytes,
+                        tg.cancel_scope,
+                    )
+                    tg.start_soon(idle.run)
+                async with create_task_group() as both:
+                    both.start_soon(_forward, client, upstream, rings[0], transfers[0])
+                    both.start_soon(_forward, upstream, client, rings[1], transfers[1])
+                tg.cancel_scope.cancel()  # both directions ended: stop the idle watch
+    finally:
+        finished()
+    return idle is not None and idle.fired
+
+
+async def _thread_engine(
+    client: socket.socket,
+    upstream: socket.socket,
+    connection: _native.EngineConnection,
+    dispatch: EngineDispatch,
+    idle_timeout: float | None,
+    stats: RelayStats,
+) -> bool:
+    """Both directions on the engine thread; whether the idle timeout ended it."""
+    finished = stats._track(lambda: counts(connection))
+    idle = None
+    try:
+        async with create_task_group() as tg:
+            if idle_timeout is not None:
+                idle = _IdleWatch(idle_timeout, lambda: counts(connection)[0], tg.cancel_scope)
+                tg.start_soon(idle.run)
+            error = await dispatch.forward(connection, client.fileno(), upstream.fileno())
+            tg.cancel_scope.cancel()  # both directions ended: stop the idle watch
+    finally:
+        finished()  # the engine let go of it: its counters are final
+        connection.release()
+    if idle is not None and idle.fired:
+        return True
+    if error not in ENDED_BY_US:
+        raise _PeerReset(os.strerror(error))
+    return False
+
+
 async def _connection(
     client: socket.socket,
     prepared: _Prepared,
@@ -292,29 +384,31 @@ async def _connection(
 ) -> None:
     stats.accepted += 1
     stats.active += 1
-    transfers = (TransferStats(), TransferStats())
-    finished = [stats._track(t) for t in transfers]
     upstream = prepared.upstream
-    out_ring, back_ring = prepared.rings
     try:
-        with client, upstream, out_ring, back_ring:
+        with client, upstream:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await _connect(options, upstream)
-            idle = None
             try:
-                async with create_task_group() as tg:
-                    if options.idle_timeout is not None:
-                        idle = _IdleWatch(options.idle_timeout, transfers, tg.cancel_scope)
-                        tg.start_soon(idle.run)
-                    async with create_task_group() as both:
-                        both.start_soon(_forward, client, upstream, out_ring, transfers[0])
-                        both.start_soon(_forward, upstream, client, back_ring, transfers[1])
-                    tg.cancel_scope.cancel()  # both directions ended: stop the idle watch
-            except* _PeerReset:
-                stats.resets += 1
-                _abort(client, upstream)
-                raise  # counted as failed below, once
-            if idle is not None and idle.fired:
+                await _connect(options, upstream)
+                try:
+                    if prepared.engine_connection is not None:
+                        assert options.dispatch is not None
+                        idled = await _thread_engine(
+                            client, upstream, prepared.engine_connection, options.dispatch,
+                            options.idle_timeout, stats,
+                        )
+                    else:
+                        assert prepared.rings is not None
+                        idled = await _loop_engine(
+                            client, upstream, prepared.rings, options.idle_timeout, stats
+                        )
+                except* _PeerReset:
+                    stats.resets += 1
+                    _abort(client, upstream)
+                    raise  # counted as failed below, once
+            finally:
+                prepared.close()  # memory of a connection that never started, too
+            if idled:
                 stats.idle_closed += 1
     except* (_PeerReset, OSError, TimeoutError) as group:
         # A reset, a refused or unreachable target, a connect timeout: this
@@ -323,9 +417,20 @@ async def _connection(
         log.debug("connection failed: %s", group.exceptions[0])
     finally:
         stats.active -= 1
-        for done in finished:
-            done()
         freed.set()
+
+
+def _choose_engine(engine: RelayEngineKind) -> bool:
+    """Whether to use the thread engine; ValueError for an unknown or unavailable one."""
+    if engine == "auto":
+        return _native.RELAY_ENGINE_AVAILABLE
+    if engine == "thread":
+        if not _native.RELAY_ENGINE_AVAILABLE:
+            raise ValueError("engine='thread' needs epoll (Linux); use engine='loop' here")
+        return True
+    if engine == "loop":
+        return False
+    raise ValueError(f"engine must be 'auto', 'thread' or 'loop', got {engine!r}")
 
 
 async def serve_relay(
@@ -335,6 +440,7 @@ async def serve_relay(
     capacity: int = DEFAULT_CAPACITY,
     idle_timeout: float | None = None,
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    engine: RelayEngineKind = "auto",
     stats: RelayStats | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -343,63 +449,86 @@ async def serve_relay(
     ``capacity``: the ring per direction and connection.  ``idle_timeout``:
     close a connection after that many seconds without a byte either way (None:
     never).  ``connect_timeout``: give up on the target after that long (None:
-    the OS's own timeout, minutes).  Hosts may be names, IPv4 or IPv6
-    addresses.  ``task_status.started()`` reports the listening port (useful
-    with port 0).  Options are checked before anything listens.
+    the OS's own timeout, minutes).  ``engine``: ``"thread"`` moves the bytes
+    on one native thread in epoll, ``"loop"`` in the event loop's own
+    callbacks and tasks, ``"auto"`` the thread where epoll exists (see the
+    module's documentation).  Hosts may be names, IPv4 or IPv6 addresses.
+    ``task_status.started()`` reports the listening port (useful with port 0).
+    Options are checked before anything listens.
     """
     check_relay_options(capacity, idle_timeout, connect_timeout)
+    use_thread = _choose_engine(engine)
     stats = stats if stats is not None else RelayStats()
     infos = await anyio.getaddrinfo(target[0], target[1], type=socket.SOCK_STREAM)
     if not infos:
         raise OSError(f"cannot resolve {target[0]}:{target[1]}")
     family, _, _, _, address = infos[0]
-    options = _Options(
-        (int(family), (str(address[0]), int(address[1]))),
-        capacity,
-        idle_timeout,
-        connect_timeout,
-    )
     listener = await listen_socket(listen[0], listen[1], backlog=1024)
+    with listener:
+        dispatch = EngineDispatch() if use_thread else None
+        options = _Options(
+            (int(family), (str(address[0]), int(address[1]))),
+            capacity,
+            idle_timeout,
+            connect_timeout,
+            dispatch,
+        )
+        try:
+            async with create_task_group() as outer:
+                if dispatch is not None:
+                    outer.start_soon(dispatch.run)
+                try:
+                    await _accept_loop(listener, options, stats, task_status)
+                finally:
+                    if dispatch is not None:
+                        dispatch.close()  # every connection has ended
+        finally:
+            if dispatch is not None:
+                dispatch.close()
+
+
+async def _accept_loop(
+    listener: socket.socket, options: _Options, stats: RelayStats, task_status: TaskStatus[int]
+) -> None:
     waiter = FdWaiter(listener.fileno())
     freed = _Freed()
     report = _AcceptReport(stats)
     prepared: _Prepared | None = None
-    with listener:
-        task_status.started(listener.getsockname()[1])
-        try:
-            async with create_task_group() as tg:
-                while True:
-                    await waiter.wait_readable()
-                    while True:  # everyone queued now, in one pass
-                        if prepared is None:
-                            try:
-                                prepared = _Prepared(options)
-                            except OSError as exc:
-                                if not _no_resources(exc):
-                                    raise  # no connection could ever be served
-                                stats.accept_errors += 1
-                                report.failed(exc)
-                                await freed.wait(at_most=0.1)  # or sooner, when fds free up
-                                break
+    task_status.started(listener.getsockname()[1])
+    try:
+        async with create_task_group() as tg:
+            while True:
+                await waiter.wait_readable()
+                while True:  # everyone queued now, in one pass
+                    if prepared is None:
                         try:
-                            client, _ = listener.accept()
-                        except BlockingIOError:
-                            break
+                            prepared = _Prepared(options)
                         except OSError as exc:
-                            stats.accept_errors += 1
                             if not _no_resources(exc):
-                                continue  # that one client is gone (ECONNABORTED...)
+                                raise  # no connection could ever be served
+                            stats.accept_errors += 1
                             report.failed(exc)
                             await freed.wait(at_most=0.1)  # or sooner, when fds free up
                             break
-                        report.accepted()
-                        client.setblocking(False)
-                        tg.start_soon(_connection, client, prepared, options, stats, freed)
-                        prepared = None
-        finally:
-            waiter.notify_closing()  # the loop forgets the fd before it is closed
-            if prepared is not None:
-                prepared.close()
+                    try:
+                        client, _ = listener.accept()
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:
+                        stats.accept_errors += 1
+                        if not _no_resources(exc):
+                            continue  # that one client is gone (ECONNABORTED...)
+                        report.failed(exc)
+                        await freed.wait(at_most=0.1)  # or sooner, when fds free up
+                        break
+                    report.accepted()
+                    client.setblocking(False)
+                    tg.start_soon(_connection, client, prepared, options, stats, freed)
+                    prepared = None
+    finally:
+        waiter.notify_closing()  # the loop forgets the fd before it is closed
+        if prepared is not None:
+            prepared.close()
 
 
 class _AcceptReport:

@@ -28,6 +28,14 @@ from aring._relay import RelayStats, parse_address, serve_relay
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["thread", "loop"])
+def relay_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test runs on each relay engine: it becomes serve_relay's default."""
+    assert serve_relay.__kwdefaults__ is not None
+    monkeypatch.setitem(serve_relay.__kwdefaults__, "engine", request.param)
+    return str(request.param)
+
+
 async def _echo_server(task_status: anyio.abc.TaskStatus[int]) -> None:
     """Echo every byte back, then close: the half-close must reach it and come back."""
     async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
@@ -58,6 +66,7 @@ async def _client(port: int, payload: bytes) -> bytes:
         return bytes(got)
 
 
+@pytest.mark.usefixtures("relay_engine")
 async def test_relay_forwards_100_connections_both_ways_with_half_close() -> None:
     stats = RelayStats()
     with anyio.fail_after(60):
@@ -87,6 +96,7 @@ async def test_relay_forwards_100_connections_both_ways_with_half_close() -> Non
     assert stats.bytes == 2 * sum(map(len, payloads))
 
 
+@pytest.mark.usefixtures("relay_engine")
 async def test_relay_survives_a_target_that_refuses() -> None:
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
@@ -114,6 +124,7 @@ def _serve_relay(stats: RelayStats, target: int, **options: Any) -> Any:
     )
 
 
+@pytest.mark.usefixtures("relay_engine")
 async def test_relay_closes_a_connection_idle_for_its_timeout() -> None:
     stats = RelayStats()
     with anyio.fail_after(30):
@@ -146,6 +157,7 @@ def _blackhole() -> tuple[socket.socket, socket.socket]:
     return listener, filler
 
 
+@pytest.mark.usefixtures("relay_engine")
 async def test_relay_gives_up_on_a_target_that_does_not_answer() -> None:
     stats = RelayStats()
     listener, filler = _blackhole()
@@ -178,6 +190,7 @@ async def _resetting_server(task_status: anyio.abc.TaskStatus[int]) -> None:
         await listener.serve(reply_then_reset)
 
 
+@pytest.mark.usefixtures("relay_engine")
 async def test_relay_forwards_a_reset_as_a_reset() -> None:
     stats = RelayStats()
     with anyio.fail_after(30):
@@ -205,6 +218,7 @@ def _has_ipv6_loopback() -> bool:
 
 
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+@pytest.mark.usefixtures("relay_engine")
 async def test_relay_listens_and_connects_on_ipv6_and_host_names() -> None:
     stats = RelayStats()
     with anyio.fail_after(30):
@@ -234,7 +248,9 @@ def _open_fds() -> int:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc")
-async def test_a_relayed_connection_costs_its_sockets_and_ring_memory_only() -> None:
+async def test_a_relayed_connection_costs_its_sockets_and_ring_memory_only(
+    relay_engine: str,
+) -> None:
     stats = RelayStats()
     with anyio.fail_after(30):
         async with create_task_group() as tg:
@@ -251,15 +267,17 @@ async def test_a_relayed_connection_costs_its_sockets_and_ring_memory_only() -> 
                 assert await stream.receive() == b"x"
                 streams.append(stream)
             # Per connection, this process holds: the client's socket and the
-            # echo server's (the test's), and the relay's two sockets and two
-            # rings' memory fds; no notifier fds.
+            # echo server's (the test's), and the relay's two sockets, plus on
+            # the loop engine two rings' memory fds (the thread engine closes
+            # them once mapped); no notifier fds.
             per_connection = (_open_fds() - before) / 20
             for stream in streams:
                 await stream.aclose()
             tg.cancel_scope.cancel()
-    assert per_connection <= 2 + 4, per_connection
+    assert per_connection <= 2 + (2 if relay_engine == "thread" else 4), per_connection
 
 
+@pytest.mark.usefixtures("relay_engine")
 async def test_a_relay_that_cannot_make_any_connection_fails_instead_of_spinning(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -304,6 +322,8 @@ async def test_bad_options_are_refused_before_anything_listens() -> None:
         await serve_relay(("127.0.0.1", 0), ("127.0.0.1", 1), idle_timeout=0)
     with pytest.raises(TypeError, match="timeout must be None or a number"):
         await serve_relay(("127.0.0.1", 0), ("127.0.0.1", 1), connect_timeout="5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="engine must be 'auto', 'thread' or 'loop'"):
+        await serve_relay(("127.0.0.1", 0), ("127.0.0.1", 1), engine="threads")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="capacity must be >= 1, got 0"):
         await aring.create_tcp_listener(local_host="127.0.0.1", capacity=0)
     with pytest.raises(ValueError, match="capacity must be >= 1, got 0"):
@@ -362,9 +382,15 @@ def _wait_listening_quietly(
     raise AssertionError(f"nothing listens on {port}")
 
 
-@pytest.fixture(params=["asyncio", "uvloop", "trio"])
+@pytest.fixture(
+    params=[
+        (loop, engine) for engine in ("thread", "loop") for loop in ("asyncio", "uvloop", "trio")
+    ],
+    ids=lambda param: "-".join(param),
+)
 def relay_cli(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     """Start `python -m aring relay` towards a port; yields (relay port, target port, proc)."""
+    loop, engine = request.param
     procs: list[subprocess.Popen[str]] = []
 
     def start(target: int, *extra: str, probe: bool = True) -> tuple[int, subprocess.Popen[str]]:
@@ -372,7 +398,7 @@ def relay_cli(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
         port = _free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "aring", "relay", "--listen", f"127.0.0.1:{port}",
-             "--to", f"127.0.0.1:{target}", "--loop", request.param, *extra],
+             "--to", f"127.0.0.1:{target}", "--loop", loop, "--engine", engine, *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -460,7 +486,8 @@ def test_cli_relay_carries_iperf3_with_stats(relay_cli) -> None:  # type: ignore
         _, err = relay.communicate(timeout=20)
         assert relay.returncode == 0, err
         assert "Gbit/s" in err and "active" in err, err  # the live stats line
-        assert "steps/MiB" in err and "waits/MiB" in err, err  # what each byte costs the loop
+        # what each region cost the relay
+        assert "wakeups/region" in err and "steps/region" in err and "waits/region" in err, err
     finally:
         server.kill()
         server.wait(10)
@@ -645,7 +672,7 @@ def test_forward_moves_every_byte_across_the_wrap_and_says_why_it_stopped(strate
     with aring.Ring(4096, notifier="none", strategy=strategy) as ring:
         writer, reader = ring.writer(), ring.reader()
         got = bytearray()
-        sent_total = 0
+        sent_total = regions_total = 0
         view = memoryview(payload)
         while True:
             if view:
@@ -653,8 +680,12 @@ def test_forward_moves_every_byte_across_the_wrap_and_says_why_it_stopped(strate
             elif src_in.fileno() >= 0:
                 src_in.shutdown(socket.SHUT_WR)
                 src_in.close()
-            _, sent, why = forward(writer, reader, src_out.fileno(), dst_in.fileno(), no_limit)
+            _, sent, why, regions = forward(
+                writer, reader, src_out.fileno(), dst_in.fileno(), no_limit
+            )
             sent_total += sent
+            regions_total += regions
+            assert (regions == 0) == (sent == 0)
             with contextlib.suppress(BlockingIOError):
                 while chunk := dst_out.recv(65536):
                     got += chunk
@@ -663,6 +694,8 @@ def test_forward_moves_every_byte_across_the_wrap_and_says_why_it_stopped(strate
             assert why & _native.FORWARD_STALLED  # the budget is never reached here
         assert bytes(got) == payload
         assert sent_total == len(payload)
+        # one write per region, and a region is at most the ring's capacity
+        assert len(payload) / 4096 <= regions_total <= len(payload)
         # A destination that takes nothing: stalled with bytes still readable.
         src_a, src_b = socket.socketpair()
         with src_a, src_b:
@@ -673,7 +706,7 @@ def test_forward_moves_every_byte_across_the_wrap_and_says_why_it_stopped(strate
             with contextlib.suppress(BlockingIOError):
                 while True:
                     dst_in.send(filler)  # nobody reads dst_out now
-            _, sent, why = forward(writer, reader, src_b.fileno(), dst_in.fileno(), no_limit)
+            _, sent, why, _ = forward(writer, reader, src_b.fileno(), dst_in.fileno(), no_limit)
             assert sent == 0 and why & _native.FORWARD_STALLED
             assert reader.readable() == 4096
     for sock in (src_out, dst_in, dst_out):

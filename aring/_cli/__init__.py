@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 listen=args.listen,
                 target=args.to,
                 loop=args.loop,
+                engine=args.engine,
                 capacity=args.capacity,
                 idle_timeout=args.idle_timeout,
                 connect_timeout=args.connect_timeout,

@@ -58,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--to", required=True, type=_address, metavar="HOST:PORT")
     relay.add_argument("--loop", choices=LOOPS, default=_default_loop())
     relay.add_argument(
+        "--engine",
+        choices=("auto", "thread", "loop"),
+        default="auto",
+        help=(
+            "what moves the bytes: 'thread' one native thread in epoll for every connection "
+            "(a message is sent on in the wake-up that received it), 'loop' the event loop's "
+            "own callbacks and tasks; 'auto' (default) the thread where epoll exists"
+        ),
+    )
+    relay.add_argument(
         "--capacity",
         type=_capacity,
         default=DEFAULT_CAPACITY,
@@ -77,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"give up on the target after this long ({DEFAULT_CONNECT_TIMEOUT:g} s)",
     )
-    relay.add_argument("--stats", action="store_true", help="print throughput once a second")
+    relay.add_argument(
+        "--stats",
+        action="store_true",
+        help="print throughput and what each region cost (wake-ups, passes) once a second",
+    )
     return parser
 
 

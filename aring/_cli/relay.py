@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import anyio
 
-from .._relay import RelayStats, check_relay_options, serve_relay
+from .._relay import RelayEngineKind, RelayStats, check_relay_options, serve_relay
 from .units import format_size
 
 __all__ = ["run_relay"]
@@ -22,24 +22,27 @@ _LOOPS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 async def _report(stats: RelayStats, out: TextIO) -> None:
-    last_bytes, last_time = stats.bytes, time.monotonic()
-    last_steps, last_waits = stats.steps, stats.waits
+    last_time = time.monotonic()
+    last = (stats.bytes, stats.regions, stats.wakeups, stats.steps, stats.waits)
     while True:
         await anyio.sleep(1)
-        now, total, steps, waits = time.monotonic(), stats.bytes, stats.steps, stats.waits
-        moved = total - last_bytes
+        now = time.monotonic()
+        current = (stats.bytes, stats.regions, stats.wakeups, stats.steps, stats.waits)
+        moved, regions, wakeups, steps, waits = (b - a for a, b in zip(last, current, strict=True))
         rate = moved * 8 / (now - last_time) / 1e9
-        # Interpreter passes and target waits per MiB moved: what each byte costs the loop.
-        per_mib = (1 << 20) / moved if moved else 0.0
+        # What each region sent cost: wake-ups of the relay, passes over the
+        # forwarding loop, and sends the target refused for now.
+        per_region = 1 / regions if regions else 0.0
         out.write(
-            f"{rate:7.2f} Gbit/s  {format_size(total):>12} total  {stats.active} active  "
+            f"{rate:7.2f} Gbit/s  {format_size(current[0]):>12} total  {stats.active} active  "
             f"{stats.accepted} accepted  {stats.failed} failed  "
-            f"{(steps - last_steps) * per_mib:.2f} steps/MiB  "
-            f"{(waits - last_waits) * per_mib:.2f} waits/MiB\n"
+            f"{format_size(moved // regions) if regions else '-':>9}/region  "
+            f"{wakeups * per_region:.2f} wakeups/region  "
+            f"{steps * per_region:.2f} steps/region  "
+            f"{waits * per_region:.2f} waits/region\n"
         )
         out.flush()
-        last_bytes, last_time = total, now
-        last_steps, last_waits = steps, waits
+        last, last_time = current, now
 
 
 def _host(host: str) -> str:
@@ -83,6 +86,7 @@ def run_relay(
     listen: tuple[str, int],
     target: tuple[str, int],
     loop: str,
+    engine: RelayEngineKind,
     capacity: int,
     idle_timeout: float | None,
     connect_timeout: float | None,
@@ -93,6 +97,7 @@ def run_relay(
     check_relay_options(capacity, idle_timeout, connect_timeout)
     options: dict[str, Any] = {
         "capacity": capacity,
+        "engine": engine,
         "idle_timeout": idle_timeout,
         "connect_timeout": connect_timeout,
     }
