@@ -28,10 +28,13 @@ from relay import _free_port, _relay_command, _wait_listening
 RELAYS = [
     "direct", "socat", "asyncio-proto", "uvloop-proto", "trio", "asyncio streams",
     "uvloop-streams", "aring-asyncio", "aring-uvloop", "aring-trio",
+    "aring-loop-asyncio", "aring-loop-uvloop", "aring-loop-trio",
 ]
 ARING_RELAYS = [name for name in RELAYS if name.startswith("aring")]
 _SAME_LOOP_PEER = {
     "aring-asyncio": "asyncio-proto", "aring-uvloop": "uvloop-proto", "aring-trio": "trio",
+    "aring-loop-asyncio": "asyncio-proto", "aring-loop-uvloop": "uvloop-proto",
+    "aring-loop-trio": "trio",
 }
 MESSAGE = 64
 BUFFER = 256 << 10

@@ -30,7 +30,12 @@ PEER_RELAYS = [
     "splice", "uvloop-streams", "asyncio-proto", "uvloop-proto", "trio",
     "anyio-asyncio", "anyio-uvloop", "anyio-trio",
 ]
-ARING_RELAYS = ["aring-asyncio", "aring-uvloop", "aring-trio"]
+# aring-LOOP: the relay's default thread engine (the loop only accepts and
+# connects); aring-loop-LOOP: the bytes moved in that loop's own callbacks/tasks.
+ARING_RELAYS = [
+    "aring-asyncio", "aring-uvloop", "aring-trio",
+    "aring-loop-asyncio", "aring-loop-uvloop", "aring-loop-trio",
+]
 RELAYS = ["direct", "splice", "socat", "asyncio streams", *PEER_RELAYS[1:], *ARING_RELAYS]
 # At aring's default ring size, the peers that do best at 256 KiB (a shorter table).
 RELAYS_1MIB = ["direct", "splice", "socat", "uvloop-proto", "trio", *ARING_RELAYS]
@@ -59,8 +64,10 @@ def _relay_command(name: str, listen: int, target: int, buffer: int) -> list[str
         return [py, str(Path(__file__).with_name("peer_relays.py")), name, str(listen),
                 str(target), str(buffer)]
     if name in ARING_RELAYS:
+        engine, loop = ("loop", name.rsplit("-", 1)[1]) if "-loop-" in name else (
+            "thread", name.split("-", 1)[1])
         return [py, "-m", "aring", "relay", "--listen", f"127.0.0.1:{listen}",
-                "--to", f"127.0.0.1:{target}", "--loop", name.split("-", 1)[1],
+                "--to", f"127.0.0.1:{target}", "--loop", loop, "--engine", engine,
                 "--capacity", str(buffer)]
     raise ValueError(f"unknown relay {name!r}; choose from {RELAYS}")
 
