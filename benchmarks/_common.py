@@ -19,6 +19,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# The relay tables' two kinds of aring rows.
+ARING_ENGINES_NOTE = (
+    "aring-LOOP: the relay's default thread engine (one native epoll thread moves the bytes; "
+    "LOOP only accepts and connects); aring-loop-LOOP: --engine loop, the bytes moved in that "
+    "loop's readiness callbacks (asyncio, uvloop) or tasks (trio)"
+)
+
 Case = Callable[[], dict[str, float]]
 
 

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from _common import Row, Scenario, interleave, print_scenario
+from _common import ARING_ENGINES_NOTE, Row, Scenario, interleave, print_scenario
 from relay import _free_port, _relay_command, _wait_listening
 
 # Each aring loop has its own-loop peers: asyncio-proto/asyncio streams, uvloop-proto/
@@ -144,6 +144,7 @@ def scenario(count: int, rounds: int, progress=None, relays=None) -> Scenario:  
             "the ratio compares what aring adds with what socat adds; 'p50 vs' the relay "
             "written natively on the same loop (BufferedProtocol on asyncio and uvloop, "
             "trio streams): what that loop costs per message",
+            ARING_ENGINES_NOTE,
         ],
     )
 

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import Scenario, add_ratios, interleave, print_scenario
+from _common import ARING_ENGINES_NOTE, Scenario, add_ratios, interleave, print_scenario
 
 from aring._cli.relay_demo import process_cpu
 
@@ -199,6 +199,7 @@ def scenario(  # type: ignore[no-untyped-def]
             "(read(n), write, drain; default 64 KiB stream limit, which was faster than a "
             "larger one); BufferedProtocol on asyncio and uvloop; trio streams; anyio streams "
             "on each backend",
+            ARING_ENGINES_NOTE,
         ],
     )
 
