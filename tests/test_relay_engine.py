@@ -123,7 +123,9 @@ def test_every_byte_both_ways_across_the_wrap_and_each_end_passed_on(
         relayed.close()
 
 
-def test_a_reset_is_reported_with_its_errno_after_the_bytes_before_it(engine: _native.RelayEngine) -> None:
+def test_a_reset_is_reported_with_its_errno_after_the_bytes_before_it(
+    engine: _native.RelayEngine,
+) -> None:
     relayed = _Relayed(engine, 65536)
     try:
         relayed.client.sendall(b"ping")
