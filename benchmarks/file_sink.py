@@ -48,13 +48,16 @@ def _overwrite(path: str) -> Iterator[int]:
 def aring_pump(
     total: int, counts: dict[str, int], path: str, thread: bool,
     ring_size: int = RING, piece: int = PIECE, sync: aring.FileSync | None = None,
+    checkpoints: aring.Checkpoints = "always",
 ) -> int:
     src = memoryview(os.urandom(piece))
 
     async def main() -> int:
         stats = aring.TransferStats()
         with _overwrite(path) as f:
-            async with aring.open(ring_size) as (writer, reader), anyio.create_task_group() as tg:
+            async with aring.open(ring_size, checkpoints=checkpoints) as (
+                writer, reader
+            ), anyio.create_task_group() as tg:
                 if thread:
 
                     def produce_in_thread() -> None:
@@ -179,6 +182,8 @@ def scenario(mib: int, rounds: int, progress=None) -> Scenario:  # type: ignore[
         for name, kind, fn in [
             ("aring, producer thread", "aring", partial(aring_pump, path=path, thread=True)),
             ("aring, producer task", "aring", partial(aring_pump, path=path, thread=False)),
+            ("aring, producer task, budget", "aring",
+             partial(aring_pump, path=path, thread=False, checkpoints="budget")),
             ("aring ring, one thread", "aring", partial(aring_one_thread, path=path)),
             ("two-write ring", "peer", partial(split_ring, path=path)),
             ("write per piece", "peer", partial(plain_write, path=path)),
@@ -191,7 +196,7 @@ def scenario(mib: int, rounds: int, progress=None) -> Scenario:  # type: ignore[
         for path in files.values():
             os.unlink(path)
     for place in places:
-        for producer in ("thread", "task"):
+        for producer in ("thread", "task", "task, budget"):
             ours = f"aring, producer {producer} ({place})"
             add_ratios(rows, {ours: f"two-write ring ({place})"}, ["GB/s", "writes/GB"])
             add_ratios(rows, {ours: f"write per piece ({place})"}, ["GB/s"])
@@ -208,7 +213,9 @@ def scenario(mib: int, rounds: int, progress=None) -> Scenario:  # type: ignore[
             "file already in the page cache (on disk, and on tmpfs); GB/s, write(2) calls and "
             "the whole "
             "process's CPU per GB; the peers are synchronous in one thread, aring's producer "
-            "is a thread (sync.send) or a task (await send) and its writer the pump's worker",
+            "is a thread (sync.send) or a task (await send; 'budget': a ring opened with "
+            "checkpoints='budget', a loop pass only to wait or once per 64 calls) and its "
+            "writer the pump's worker",
             "aring pump: exactly one write per region (tests/test_io.py checks it with strace); "
             "the two-write ring flushes every half ring, splitting at the wrap; 'aring ring, "
             "one thread' does the two-write ring's job on aring's double-mapped ring in the "
