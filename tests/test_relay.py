@@ -330,6 +330,19 @@ async def test_bad_options_are_refused_before_anything_listens() -> None:
         await aring.connect_tcp("127.0.0.1", 1, capacity=0)
 
 
+def test_auto_engine_is_the_thread_where_epoll_exists_else_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aring import _native, _relay
+
+    assert _relay._choose_engine("auto") is _native.RELAY_ENGINE_AVAILABLE
+    assert _relay._choose_engine("loop") is False
+    monkeypatch.setattr(_native, "RELAY_ENGINE_AVAILABLE", False)  # a platform without epoll
+    assert _relay._choose_engine("auto") is False
+    with pytest.raises(ValueError, match="engine='thread' needs epoll"):
+        _relay._choose_engine("thread")
+
+
 def test_parse_address() -> None:
     assert parse_address("127.0.0.1:80") == ("127.0.0.1", 80)
     assert parse_address("[::1]:8080") == ("::1", 8080)
