@@ -32,7 +32,7 @@ from anyio import (
 from anyio.abc import SocketListener, SocketStream, TaskGroup
 
 from . import _ring_pool
-from ._backends import FdWaiter, YieldBudget, checkpoint_within, current_backend
+from ._backends import GO_ON, FdWaiter, YieldBudget, checkpoint_within, current_backend
 from ._common import (
     BROKEN_ERRORS,
     DEFAULT_MAX_BYTES,
@@ -84,6 +84,7 @@ class RingSocketStream(SocketStream):
         self._eof_sent = False
         self._closed = False
         self._receiving = False
+        self._drained = False  # the last recv seemed to empty the socket
         self._sending = False
 
     # -- the receive side --------------------------------------------------------------
@@ -104,14 +105,22 @@ class RingSocketStream(SocketStream):
             self._loaned = 0
 
     def _fill_once(self) -> bool:
-        """One recv_into the ring's free space; False if the socket has nothing now."""
+        """One recv_into the ring's free space; True if it made progress.
+
+        Progress: bytes, the peer's end, or a full ring (the caller has what it
+        can get).  ``_drained`` keeps a guess that the socket is now empty
+        (EAGAIN, or fewer bytes than the space offered); the loop's
+        level-triggered readiness corrects a wrong guess at the cost of a pass.
+        """
         view = self._writer.try_reserve(1)
         if view is None:
-            return True  # the ring is full: the caller has what it can get
+            return True
+        offered = len(view)
         try:
             got = self._sock.recv_into(view)
         except BlockingIOError:
             self._writer.commit(0)
+            self._drained = True
             return False
         except BROKEN_ERRORS as exc:
             self._writer.commit(0)
@@ -124,20 +133,40 @@ class RingSocketStream(SocketStream):
         self._writer.commit(got)
         if not got:
             self._eof = True
+        self._drained = got < offered
         return True
 
-    async def _fill_until(self, n: int) -> int:
-        """Until ``n`` bytes are readable or the peer finished; the readable count."""
+    async def _fill_until(self, n: int, yielded: bool) -> int:
+        """Until ``n`` bytes are readable or the peer finished; the readable count.
+
+        A call that has not yielded since a recv emptied the socket waits
+        before it calls recv again: in a request/response exchange the next
+        request is rarely there yet, and the EAGAIN would be wasted.
+        """
         readable = self._reader.readable()
+        wait_first = self._drained and not yielded
         while readable < n and not self._eof:
-            if not self._fill_once():
-                await self._wait_readable()
+            if wait_first or not self._fill_once():
+                await self._wait_readable()  # which receives, once the socket is ready
+            wait_first = self._drained
             readable = self._reader.readable()
         return readable
 
+    async def _receive_checkpoint(self) -> bool:
+        """The receive's cancel point; True if it also yielded to the loop."""
+        budget = self._receive_budget
+        if budget is None:
+            await current_backend().checkpoint()
+            return True
+        code = budget.spend()
+        if code == GO_ON:
+            return False
+        await budget.checkpoint(code)
+        return True
+
     async def _wait_readable(self) -> None:
         try:
-            await self._fd.wait_readable()
+            await self._fd.wait_readable(self._fill_once)
         except ClosedResourceError:
             raise ClosedResourceError("this stream was closed") from None
         if self._receive_budget is not None:  # the task yielded while it waited
@@ -147,10 +176,10 @@ class RingSocketStream(SocketStream):
 
     async def receive(self, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         check_max_bytes(max_bytes)
-        await checkpoint_within(self._receive_budget)
+        yielded = await self._receive_checkpoint()
         self._enter_receive()
         try:
-            if not await self._fill_until(1):
+            if not await self._fill_until(1, yielded):
                 raise EndOfStream
             data = self._reader.try_read(max_bytes)
             assert data is not None
@@ -165,10 +194,10 @@ class RingSocketStream(SocketStream):
         ``EndOfStream`` when nothing is.  ``consume(k)`` releases bytes.
         """
         self._check_n(n)
-        await checkpoint_within(self._receive_budget)
+        yielded = await self._receive_checkpoint()
         self._enter_receive()
         try:
-            if not await self._fill_until(n):
+            if not await self._fill_until(n, yielded):
                 raise EndOfStream
             view = self._reader.try_peek(1)
             assert view is not None
@@ -191,10 +220,10 @@ class RingSocketStream(SocketStream):
         ``IncompleteRead`` if the stream ends first.
         """
         self._check_n(nbytes)
-        await checkpoint_within(self._receive_budget)
+        yielded = await self._receive_checkpoint()
         self._enter_receive()
         try:
-            if await self._fill_until(nbytes) < nbytes:
+            if await self._fill_until(nbytes, yielded) < nbytes:
                 raise IncompleteRead
             view = self._reader.try_peek(nbytes, limit=nbytes)
             assert view is not None
@@ -219,7 +248,7 @@ class RingSocketStream(SocketStream):
                 f"({self.capacity - len(delimiter)}), got {max_bytes}"
             )
         pattern = _delimiter_pattern(bytes(delimiter))
-        await checkpoint_within(self._receive_budget)
+        yielded = await self._receive_checkpoint()
         self._enter_receive()
         try:
             searched = 0
@@ -245,7 +274,8 @@ class RingSocketStream(SocketStream):
                     raise IncompleteRead
                 if before >= self.capacity:
                     raise DelimiterNotFound(max_bytes)
-                await self._fill_until(before + 1)
+                await self._fill_until(before + 1, yielded)
+                yielded = False
         finally:
             self._receiving = False
 

@@ -11,8 +11,10 @@ set out of reach here so the counts do not depend on this machine's speed;
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -260,3 +262,73 @@ def test_asyncio_own_cancellation_is_a_cancel_point_in_budget_mode(loop: str) ->
 
     runner = asyncio.run if loop == "asyncio" else uvloop.run
     assert runner(main()) == "cancelled, 3 left"
+
+
+async def test_a_waiting_receive_renews_the_slice_of_the_same_tasks_sends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler that slept in receive sends its reply without another loop pass.
+
+    Budget mode keeps one time slice per task, whichever stream or direction
+    spends it (MockClock twin in test_trio_native.py).
+    """
+    monkeypatch.setattr(_backends, "BUDGET_SECONDS", 0.25)
+    async with await aring.create_tcp_listener(
+        local_host="127.0.0.1", checkpoints="budget"
+    ) as listener:
+        port = listener.extra(SocketAttribute.local_port)
+        client = await aring.connect_tcp("127.0.0.1", port)
+        server = await listener.accept()
+        async with client, server:
+            with anyio.fail_after(30):
+                await server.send(b"hello")  # the send side's slice starts here
+                await anyio.sleep(0.5)  # ... and ends: a sleep outside aring renews nothing
+                async with create_task_group() as tg:
+                    tg.start_soon(client.send, b"request")
+                    assert await server.receive() == b"request"
+                ticks = await _count_loop_passes_during(lambda: server.send(b"response"))
+                assert ticks == 0
+                await server.send_eof()
+                got = b""
+                async for chunk in client:
+                    got += chunk
+                assert got == b"helloresponse"
+
+
+class _CountingSocket(socket.socket):
+    """A socket that counts its recv_into calls."""
+
+    recvs = 0
+
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
+        self.recvs += 1
+        return super().recv_into(*args, **kwargs)
+
+
+async def test_a_budget_mode_server_calls_recv_once_per_request() -> None:
+    """Request/response in budget mode: one recv per request, none that finds nothing.
+
+    The receive sleeps first when its last recv emptied the socket, and the
+    loop's readiness callback does the recv (on asyncio and uvloop), so a
+    readiness event seen before the socket was drained wakes nobody.
+    """
+    rounds = 200
+    left, right = socket.socketpair()
+    counted = _CountingSocket(fileno=left.detach())
+    server = aring.RingSocketStream(counted, checkpoints="budget")
+    client = aring.RingSocketStream(right)
+    async with server, client:
+
+        async def respond() -> None:
+            for _ in range(rounds):
+                assert bytes(await server.receive_until(b"\n", 100)) == b"ping"
+                await server.send(b"pong\n")
+
+        with anyio.fail_after(30):
+            async with create_task_group() as tg:
+                tg.start_soon(respond)
+                for _ in range(rounds):
+                    await client.send(b"ping\n")
+                    assert bytes(await client.receive_until(b"\n", 100)) == b"pong"
+    # the first receive tries before it sleeps: one EAGAIN in all
+    assert rounds <= counted.recvs <= rounds + 1, counted.recvs

@@ -17,6 +17,7 @@ import socket
 import pytest
 import trio
 import trio.testing
+from anyio.abc import SocketAttribute
 from trioviews import trio_ring_pair, trio_tcp_pair
 
 import aring
@@ -227,3 +228,38 @@ async def test_every_call_checkpoints_by_default_and_budget_mode_skips_within_bu
                 )
                 with check:
                     await call()
+
+
+async def test_a_task_that_waited_on_one_direction_sends_without_another_yield(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """Budget mode: a task's slice is one, whichever stream or direction spent it.
+
+    A request/response handler sleeps in ``receive``; its ``send`` right after
+    must not pay a loop pass because the send side last yielded long ago (its
+    own budget's clock said so before slices were shared, and the handler
+    yielded on nearly every response).  Real-time twin on all loops:
+    test_budget.py::test_a_waiting_receive_renews_the_slice_of_the_same_tasks_sends.
+    """
+    async with await aring.create_tcp_listener(
+        local_host="127.0.0.1", checkpoints="budget"
+    ) as listener:
+        port = listener.extra(SocketAttribute.local_port)
+        client = await aring.connect_tcp("127.0.0.1", port)
+        server = await listener.accept()
+        async with client, server:
+            await server.send(b"hello")  # the send side's budget starts now
+            mock_clock.jump(10 * _backends.BUDGET_SECONDS)  # ... and its slice is long over
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.send, b"request")
+                assert await server.receive() == b"request"  # slept until it came
+            with trio.testing.assert_no_checkpoints():
+                await server.send(b"response")
+            mock_clock.jump(10 * _backends.BUDGET_SECONDS)
+            with trio.testing.assert_checkpoints():  # no wait since: the slice is over
+                await server.send(b"late")
+            await server.send_eof()
+            got = b""
+            async for chunk in client:
+                got += chunk
+            assert got == b"helloresponselate"

@@ -15,6 +15,7 @@ once and kept while tasks keep waiting:
 from __future__ import annotations
 
 import sys
+import weakref
 from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -23,10 +24,12 @@ __all__ = [
     "Backend",
     "FdWaiter",
     "SocketWatch",
+    "TaskSlice",
     "Watch",
     "YieldBudget",
     "checkpoint_within",
     "current_backend",
+    "task_slice",
 ]
 
 
@@ -57,9 +60,12 @@ class SocketWatch(Protocol):
     def key(self) -> object:
         """The loop (asyncio) or run (trio token) this watch belongs to."""
 
-    def wait_readable(self) -> Awaitable[None]:
+    def wait_readable(self, attempt: Callable[[], bool] | None = None) -> Awaitable[None]:
         """Until the fd is readable (a hint: the caller retries its call).
 
+        With ``attempt``: until ``attempt()`` (the caller's read, run once the
+        fd looks readable, on asyncio in the loop's callback) returned True;
+        its exceptions are raised here.
         ``anyio.ClosedResourceError`` if ``notify_closing`` ends the wait.
         """
 
@@ -185,8 +191,8 @@ class FdWaiter:
             watch = self._watch = backend.socket_watch(self._fd)
         return watch
 
-    async def wait_readable(self) -> None:
-        await self._current().wait_readable()
+    async def wait_readable(self, attempt: Callable[[], bool] | None = None) -> None:
+        await self._current().wait_readable(attempt)
 
     async def wait_writable(self) -> None:
         await self._current().wait_writable()
@@ -200,6 +206,33 @@ class FdWaiter:
         watch, self._watch = self._watch, None
         if watch is not None:
             watch.notify_closing()
+
+
+class TaskSlice:
+    """What is left of one task's time slice: shared by every budget the task uses.
+
+    A task that waits on one stream (or end) has yielded for all of them: an
+    HTTP handler that slept in ``receive`` may ``send`` without another loop
+    pass.  Budgets of one direction alone would each see their own last yield,
+    long ago, and yield on nearly every call.
+    """
+
+    __slots__ = ("left", "until")
+
+    def __init__(self) -> None:
+        self.left = 0
+        self.until = 0.0
+
+
+_task_slices: weakref.WeakKeyDictionary[object, TaskSlice] = weakref.WeakKeyDictionary()
+
+
+def task_slice(task: object) -> TaskSlice:
+    """``task``'s slice (made on first use, dropped with the task)."""
+    found = _task_slices.get(task)
+    if found is None:
+        found = _task_slices[task] = TaskSlice()
+    return found
 
 
 def _other_task() -> int:

@@ -25,7 +25,17 @@ from anyio import ClosedResourceError
 from anyio._backends._asyncio import _task_states as _anyio_task_states
 
 from .._native import drain_notifier
-from . import AGAIN, DONE, GO_ON, NEED_SOURCE, NEED_TARGET, OTHER_TASK, YIELD_NOW, BudgetCalls
+from . import (
+    AGAIN,
+    DONE,
+    GO_ON,
+    NEED_SOURCE,
+    NEED_TARGET,
+    OTHER_TASK,
+    YIELD_NOW,
+    BudgetCalls,
+    task_slice,
+)
 
 __all__ = ["backend"]
 
@@ -40,7 +50,16 @@ def _yield_to_loop() -> Generator[None, None, None]:
 class _Interest:
     """One direction of interest in one fd: registered on first wait, kept while used."""
 
-    __slots__ = ("_add", "_fd", "_future", "_loop", "_on_ready", "_registered", "_remove")
+    __slots__ = (
+        "_add",
+        "_attempt",
+        "_fd",
+        "_future",
+        "_loop",
+        "_on_ready",
+        "_registered",
+        "_remove",
+    )
 
     def __init__(
         self,
@@ -55,27 +74,44 @@ class _Interest:
         self._remove = loop.remove_writer if writable else loop.remove_reader
         self._on_ready = on_ready
         self._future: asyncio.Future[None] | None = None
+        self._attempt: Callable[[], bool] | None = None
         self._registered = False
 
-    async def wait(self) -> None:
+    async def wait(self, attempt: Callable[[], bool] | None = None) -> None:
         if not self._registered:
             self._add(self._fd, self._fire)
             self._registered = True
         future = self._loop.create_future()
         self._future = future
+        self._attempt = attempt
         try:
             await future
         finally:
-            self._future = None
+            self._future = self._attempt = None
 
     def _fire(self) -> None:
         future = self._future
-        if future is None or future.done():
+        if future is None:
             self._remove(self._fd)
             self._registered = False
             return
+        if future.done():
+            # Woken already, its task not run yet: the fd stays ready until it
+            # does.  Unregistering here would cost two epoll_ctl per wait.
+            return
         if self._on_ready is not None:
             self._on_ready()
+        attempt = self._attempt
+        if attempt is not None:
+            # The I/O runs here, as a transport's would: an event the selector
+            # saw before the task drained the fd finds nothing, and the task
+            # sleeps on instead of waking to an EAGAIN.
+            try:
+                if not attempt():
+                    return
+            except Exception as exc:
+                future.set_exception(exc)
+                return
         future.set_result(None)
 
     def stop(self, error: BaseException | None = None) -> None:
@@ -147,8 +183,8 @@ class AsyncioSocketWatch:
     def key(self) -> object:
         return self._loop
 
-    def wait_readable(self) -> Awaitable[None]:
-        return self._read.wait()
+    def wait_readable(self, attempt: Callable[[], bool] | None = None) -> Awaitable[None]:
+        return self._read.wait(attempt)
 
     def wait_writable(self) -> Awaitable[None]:
         return self._write.wait()
@@ -256,16 +292,15 @@ def _yield_budget(calls: int, seconds: float) -> BudgetCalls:
     monotonic = time.monotonic  # not loop.time(): uvloop's may be cached per pass
     # anyio's state of the task, made once (when the task first enters a cancel scope)
     state = _anyio_task_states.get(task)
-    left = calls
-    until = monotonic() + seconds
+    left_of = task_slice(task)
 
     def spend() -> int:
-        nonlocal left, until, state
+        nonlocal state
         if current_task() is not task:
             return OTHER_TASK
-        left -= 1
+        left_of.left -= 1
         # task.cancelling(): asyncio's own cancellation (task.cancel()) is pending
-        if left >= 0 and monotonic() < until and not task.cancelling():
+        if left_of.left >= 0 and monotonic() < left_of.until and not task.cancelling():
             # anyio's cancel scopes around the task (CancelScope, fail_after,
             # task groups): one cancelled, and not behind a shield, means yield
             if state is None:
@@ -283,10 +318,10 @@ def _yield_budget(calls: int, seconds: float) -> BudgetCalls:
         return YIELD_NOW
 
     def restart() -> None:
-        nonlocal left, until
-        left = calls
-        until = monotonic() + seconds
+        left_of.left = calls
+        left_of.until = monotonic() + seconds
 
+    restart()
     return spend, restart
 
 

@@ -15,7 +15,7 @@ import trio
 from anyio import ClosedResourceError
 
 from .._native import drain_notifier
-from . import AGAIN, DONE, GO_ON, NEED_TARGET, OTHER_TASK, YIELD_NOW, BudgetCalls
+from . import AGAIN, DONE, GO_ON, NEED_TARGET, OTHER_TASK, YIELD_NOW, BudgetCalls, task_slice
 
 __all__ = ["backend"]
 
@@ -89,9 +89,11 @@ class TrioSocketWatch:
     def key(self) -> object:
         return self._token
 
-    async def wait_readable(self) -> None:
+    async def wait_readable(self, attempt: Callable[[], bool] | None = None) -> None:
         try:
             await trio.lowlevel.wait_readable(self._fd)
+            while attempt is not None and not attempt():
+                await trio.lowlevel.wait_readable(self._fd)
         except trio.ClosedResourceError:
             raise ClosedResourceError from None
 
@@ -127,23 +129,21 @@ class TrioBackend:
         current_task = trio.lowlevel.current_task
         current_time = trio.current_time  # the run's clock: a MockClock in tests
         task = current_task()
-        left = calls
-        until = current_time() + seconds
+        left_of = task_slice(task)
 
         def spend() -> int:
-            nonlocal left, until
             try:
                 if current_task() is not task:
                     return OTHER_TASK
             except RuntimeError:  # not in a trio run (the end moved to asyncio)
                 return OTHER_TASK
-            left -= 1
+            left_of.left -= 1
             # What trio.lowlevel.checkpoint_if_cancelled() tests, without its
             # coroutine (a private attribute: tests/test_budget.py fails if a
             # new trio renames it).
             if (
-                left >= 0
-                and current_time() < until
+                left_of.left >= 0
+                and current_time() < left_of.until
                 and not task._cancel_status.effectively_cancelled
             ):
                 return GO_ON
@@ -151,10 +151,10 @@ class TrioBackend:
             return YIELD_NOW
 
         def restart() -> None:
-            nonlocal left, until
-            left = calls
-            until = current_time() + seconds
+            left_of.left = calls
+            left_of.until = current_time() + seconds
 
+        restart()
         return spend, restart
 
     def call_soon_threadsafe(self) -> Callable[[Callable[[], None]], None]:
