@@ -2,15 +2,22 @@
 
 Files cannot be polled, so their system calls run in a thread.  Handing each
 region to a pool thread costs two loop passes and two thread switches per
-region; here one worker thread owns the ring end for the whole transfer: it
-waits on the ring with the blocking wait (GIL released), makes one
-``write(2)``/``readv(2)`` per contiguous region and moves the cursor, while
-the task only awaits the end, an error or its own cancellation.
+region; here one worker thread owns the ring end for the whole transfer,
+while the task only awaits the end, an error or its own cancellation.
+
+``pump`` runs the worker's loop in native code (``file_pump.pxi``): it
+waits on the ring, makes one ``write(2)`` per contiguous region and moves the
+cursor without taking the GIL, so a producer thread or task holding the GIL
+never stalls it; it comes back to Python only to sync (``FileSync``), at the
+end, on an error or when told to stop.  ``fill`` (and ``pump`` from a ring
+whose writer is another process) loop in Python: wait with the GIL released,
+one ``readv(2)``/``write(2)`` per region.
 
 Cancellation tells the worker to stop and waits for it (shielded) before
 returning, so the caller may close the fd as soon as ``pump``/``fill``
-returns: no system call on it is still running.  A worker waiting on the ring
-looks at the stop request every ``STOP_CHECK`` seconds.
+returns: no system call on it is still running.  The native pump is woken at
+once; a Python worker waiting on the ring looks at the stop request every
+``STOP_CHECK`` seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import anyio
 from anyio import EndOfStream
 
 from ._items import commit_read, end_reservation
+from ._native import PUMP_END, PUMP_STOPPED, _pump_to_fd
 from ._streams import Reader, Writer
 
 if TYPE_CHECKING:
@@ -36,11 +44,23 @@ if TYPE_CHECKING:
 __all__ = ["FileSync", "fill_file", "pump_file"]
 
 #: seconds a waiting worker sleeps before it looks whether it was told to stop
+#: (the Python loops; the native pump is woken by ``_pump_interrupt``)
 STOP_CHECK = 0.05
 
+#: the native pump updates ``TransferStats`` once per this many bytes (or per
+#: ring-full, if more): each update takes the GIL once
+PROGRESS_BYTES = 1 << 20
 
-async def _run_worker(work: Callable[[threading.Event], None]) -> None:
-    """Run ``work(stop)`` in a thread; on cancellation set ``stop`` and wait for it to return."""
+_NO_LIMIT = 1 << 62
+
+
+async def _run_worker(
+    work: Callable[[threading.Event], None], interrupt: Callable[[], None] | None = None
+) -> None:
+    """Run ``work(stop)`` in a thread; on cancellation set ``stop`` and wait for it to return.
+
+    ``interrupt()`` (from the loop's thread) wakes a worker asleep in native code.
+    """
     stop = threading.Event()
     finished = threading.Event()
 
@@ -55,6 +75,8 @@ async def _run_worker(work: Callable[[threading.Event], None]) -> None:
     finally:
         if not finished.is_set():
             stop.set()
+            if interrupt is not None:
+                interrupt()
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(finished.wait)
 
@@ -119,6 +141,17 @@ class _Syncer:
         else:
             self._sync_if_due()
 
+    @property
+    def timed(self) -> bool:
+        return self._policy.every_seconds is not None
+
+    def next_due(self) -> tuple[int, float]:
+        """Bytes, and seconds (-1: none), the worker may write or wait before a sync is due."""
+        every = self._policy.every_bytes
+        limit = _NO_LIMIT if every is None else max(1, every - self._unsynced)
+        seconds = self._sync_if_due()
+        return limit, -1.0 if seconds == math.inf else seconds
+
     def wait_limit(self) -> float:
         """How long the worker may wait for bytes before a timed sync is due."""
         return min(STOP_CHECK, self._sync_if_due())
@@ -152,32 +185,77 @@ async def pump_file(
     reader: Reader, fd: int, stats: TransferStats, sync: FileSync | None = None
 ) -> None:
     """Every region the ring receives, to ``fd`` with one ``write(2)``, until end of stream."""
-    item = reader.item_size
+    if reader._writer_is_local():
+        reader._pump_interrupt(False)  # an earlier cancelled pump's request is done with
+        await _run_worker(
+            lambda stop: _pump_natively(reader, fd, stats, sync, stop),
+            lambda: reader._pump_interrupt(True),
+        )
+    else:
+        await _run_worker(lambda stop: _pump_in_python(reader, fd, stats, sync, stop))
 
-    def work(stop: threading.Event) -> None:
-        syncer = _Syncer(fd, sync, stats) if sync is not None else None
-        while not stop.is_set():
-            try:
-                view = reader.try_peek(1)
-            except EndOfStream:
-                if syncer is not None:
-                    syncer.sync()  # what pump returns is on the disk
-                return
-            if view is None:
-                reader.wait(1, STOP_CHECK if syncer is None else syncer.wait_limit())
-                continue
-            stats.regions += 1
-            stats.syscalls += 1
-            written = os.write(fd, view)
-            while written % item:  # a partial item: finish it before the region is released
-                stats.syscalls += 1
-                written += os.write(fd, view[written : written - written % item + item])
-            reader.consume(written)  # releases the view: the region leaves the ring
-            stats.bytes += written
+
+def _pump_natively(
+    reader: Reader, fd: int, stats: TransferStats, sync: FileSync | None, stop: threading.Event
+) -> None:
+    """The worker: regions written by native code that never takes the GIL (file_pump.pxi).
+
+    It returns to Python once per PROGRESS_BYTES (to update ``stats``), to
+    sync (FileSync), at the end, on an error or when the task is cancelled
+    (``_pump_interrupt``).
+    """
+    syncer = _Syncer(fd, sync, stats) if sync is not None else None
+    # back in Python once per this many bytes, so that ``stats`` shows progress
+    progress = max(PROGRESS_BYTES, reader.capacity)
+    while not stop.is_set():
+        limit, timeout, until_idle = progress, -1.0, False
+        if syncer is not None:
+            due, timeout = syncer.next_due()
+            limit = min(limit, due)
+            # a timed sync's clock starts with the first unsynced byte: come back then
+            until_idle = timeout < 0 and syncer.timed
+        written, regions, calls, why = _pump_to_fd(reader, fd, limit, timeout, until_idle)
+        stats.bytes += written
+        stats.regions += regions
+        stats.syscalls += calls
+        if why < 0:
+            raise OSError(-why, os.strerror(-why))
+        if syncer is not None:
+            syncer.wrote(written)
+        if why == PUMP_END:
             if syncer is not None:
-                syncer.wrote(written)
+                syncer.sync()  # what pump returns is on the disk
+            return
+        if why == PUMP_STOPPED:
+            return
 
-    await _run_worker(work)
+
+def _pump_in_python(
+    reader: Reader, fd: int, stats: TransferStats, sync: FileSync | None, stop: threading.Event
+) -> None:
+    """The worker for a ring whose writer is another process (``wait`` watches it die)."""
+    item = reader.item_size
+    syncer = _Syncer(fd, sync, stats) if sync is not None else None
+    while not stop.is_set():
+        try:
+            view = reader.try_peek(1)
+        except EndOfStream:
+            if syncer is not None:
+                syncer.sync()  # what pump returns is on the disk
+            return
+        if view is None:
+            reader.wait(1, STOP_CHECK if syncer is None else syncer.wait_limit())
+            continue
+        stats.regions += 1
+        stats.syscalls += 1
+        written = os.write(fd, view)
+        while written % item:  # a partial item: finish it before the region is released
+            stats.syscalls += 1
+            written += os.write(fd, view[written : written - written % item + item])
+        reader.consume(written)  # releases the view: the region leaves the ring
+        stats.bytes += written
+        if syncer is not None:
+            syncer.wrote(written)
 
 
 async def fill_file(writer: Writer, fd: int, stats: TransferStats) -> None:

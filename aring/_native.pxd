@@ -231,7 +231,7 @@ cdef class RingCore:
     cdef int _reap_dead_readers(self) except -1
     cdef bint _foreign_readers(self) noexcept
     cdef void _wake_readers(self, bint everyone) noexcept
-    cdef void _wake_writer(self, uint64_t position) noexcept
+    cdef void _wake_writer(self, uint64_t position) noexcept nogil
     cdef int _copy_in(self, uint64_t position, const char *src, Py_ssize_t n) except -1
     cdef int _copy_out(self, uint64_t position, char *dst, Py_ssize_t n) except -1
     cdef void _signal_all(self) noexcept
@@ -279,6 +279,8 @@ cdef class WriterEnd(_End):
 cdef class ReaderEnd(_End):
     cdef int _slot
     cdef uint32_t _claims         # the slot's claim count when this end took it
+    cdef bint _pumping            # a thread runs _pump_to_fd's GIL-free loop on this end
+    cdef int _pump_stop           # what that loop is asked (file_pump.pxi: _PUMP_GO_ON...)
 
     cdef Py_ssize_t _readable(self, bint *eof) except -1
     cdef object _end_of_stream(self)

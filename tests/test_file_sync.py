@@ -7,6 +7,7 @@ sync ran is what the policy promised to make durable.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -137,7 +138,13 @@ async def test_sync_is_refused_for_what_is_not_a_regular_file(tmp_path: Path) ->
 async def test_every_seconds_holds_while_bytes_keep_coming(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A disk slower than the producer: the ring never empties, the timed syncs still come."""
+    """A disk slower than the producer: the ring never empties, the timed syncs still come.
+
+    On the Python worker (a writer in another process), whose ``os.write``
+    can be slowed; the native worker's twin is
+    test_the_native_pump_returns_for_a_timed_sync_while_it_keeps_writing.
+    """
+    monkeypatch.setattr(aring.Reader, "_writer_is_local", lambda self: False)
     syncs = _record(monkeypatch, "fdatasync")
     real_write = os.write
 
@@ -177,3 +184,51 @@ async def test_drop_cache_on_an_appended_file_starts_at_its_end(
             await aring.pump(reader, f, sync=aring.FileSync(every_bytes=PIECE, drop_cache=True))
     assert advice[0][1] == before, "the pages of what was there before are not ours to drop"
     assert advice[-1][1] + advice[-1][2] == before + total
+
+
+def test_the_native_pump_returns_for_a_timed_sync_while_it_keeps_writing() -> None:
+    """A sink slower than the producer: the native loop spends its time writing.
+
+    Its deadline must still end the call, or a timed sync would wait for the
+    end of the recording.  The slow sink is a pipe drained 4 KiB per ms.  (The
+    loop also looks at the deadline when it finds the ring empty for an
+    instant, which the producer's wake-up latency makes likely here: this
+    test cannot tell the two checks apart.)
+    """
+    from aring._native import PUMP_TIMEOUT, _pump_to_fd
+
+    slow_out, slow_in = os.pipe()
+    draining = threading.Event()
+
+    def drain() -> None:
+        while not draining.is_set():
+            time.sleep(0.001)
+            try:
+                os.read(slow_out, 4096)
+            except OSError:
+                return
+
+    def produce() -> None:
+        with contextlib.suppress(anyio.ClosedResourceError):
+            while True:
+                writer.sync.send(b"p" * 4096)
+
+    with aring.Ring(1 << 16) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        threads = [threading.Thread(target=drain), threading.Thread(target=produce)]
+        for thread in threads:
+            thread.start()
+        try:
+            started = time.monotonic()
+            written, regions, calls, why = _pump_to_fd(reader, slow_in, 1 << 62, 0.05)
+            elapsed = time.monotonic() - started
+            assert why == PUMP_TIMEOUT
+            assert written > 0 and regions > 0 and calls >= regions
+            assert elapsed < 5, elapsed
+        finally:
+            draining.set()
+            ring.close()  # the producer wakes with ClosedResourceError
+            os.close(slow_in)  # the drain's read sees the end
+            for thread in threads:
+                thread.join(10)
+            os.close(slow_out)

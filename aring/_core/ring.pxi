@@ -350,7 +350,7 @@ cdef class RingCore:
                     aring_fetch_add_u64(&h.notifier_writes.value, 1)
                     aring_notifier_signal(self._notifier, self._reader_wfd[i])
 
-    cdef void _wake_writer(self, uint64_t position) noexcept:
+    cdef void _wake_writer(self, uint64_t position) noexcept nogil:
         """After a reader moved to ``position`` (or left): wake the writer if it waits for that."""
         cdef aring_header *h = self._hdr
         aring_fence_seqcst()
