@@ -5,13 +5,14 @@ region to a pool thread costs two loop passes and two thread switches per
 region; here one worker thread owns the ring end for the whole transfer,
 while the task only awaits the end, an error or its own cancellation.
 
-``pump`` runs the worker's loop in native code (``file_pump.pxi``): it
-waits on the ring, makes one ``write(2)`` per contiguous region and moves the
-cursor without taking the GIL, so a producer thread or task holding the GIL
-never stalls it; it comes back to Python only to sync (``FileSync``), at the
-end, on an error or when told to stop.  ``fill`` (and ``pump`` from a ring
-whose writer is another process) loop in Python: wait with the GIL released,
-one ``readv(2)``/``write(2)`` per region.
+The worker's loop runs in native code (``file_loops.pxi``): it waits on the
+ring, makes one ``write(2)`` (pump) or ``read(2)`` (fill) per contiguous
+region and moves the cursor without taking the GIL, so a thread or task
+holding the GIL on the other side never stalls it; it comes back to Python
+once per ``PROGRESS_BYTES`` (``stats``), to sync (``FileSync``), at the end,
+on an error or when told to stop.  Where the other side is another process
+the loops run in Python (``wait`` watches that process): one
+``write(2)``/``readv(2)`` per region, waits with the GIL released.
 
 Cancellation tells the worker to stop and waits for it (shielded) before
 returning, so the caller may close the fd as soon as ``pump``/``fill``
@@ -34,8 +35,8 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio import EndOfStream
 
-from ._items import commit_read, end_reservation
-from ._native import PUMP_END, PUMP_STOPPED, _pump_to_fd
+from ._items import commit_read, end_reservation, ended_mid_item
+from ._native import PUMP_END, PUMP_MID_ITEM, PUMP_STOPPED, _fill_from_fd, _pump_to_fd
 from ._streams import Reader, Writer
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["FileSync", "fill_file", "pump_file"]
 
 #: seconds a waiting worker sleeps before it looks whether it was told to stop
-#: (the Python loops; the native pump is woken by ``_pump_interrupt``)
+#: (the Python loops; the native ones are woken by ``_interrupt_native``)
 STOP_CHECK = 0.05
 
 #: the native pump updates ``TransferStats`` once per this many bytes (or per
@@ -185,11 +186,11 @@ async def pump_file(
     reader: Reader, fd: int, stats: TransferStats, sync: FileSync | None = None
 ) -> None:
     """Every region the ring receives, to ``fd`` with one ``write(2)``, until end of stream."""
-    if reader._writer_is_local():
-        reader._pump_interrupt(False)  # an earlier cancelled pump's request is done with
+    if reader._peers_are_local():
+        reader._interrupt_native(False)  # an earlier cancelled transfer's request is done with
         await _run_worker(
             lambda stop: _pump_natively(reader, fd, stats, sync, stop),
-            lambda: reader._pump_interrupt(True),
+            lambda: reader._interrupt_native(True),
         )
     else:
         await _run_worker(lambda stop: _pump_in_python(reader, fd, stats, sync, stop))
@@ -198,11 +199,11 @@ async def pump_file(
 def _pump_natively(
     reader: Reader, fd: int, stats: TransferStats, sync: FileSync | None, stop: threading.Event
 ) -> None:
-    """The worker: regions written by native code that never takes the GIL (file_pump.pxi).
+    """The worker: regions written by native code that never takes the GIL (file_loops.pxi).
 
     It returns to Python once per PROGRESS_BYTES (to update ``stats``), to
     sync (FileSync), at the end, on an error or when the task is cancelled
-    (``_pump_interrupt``).
+    (``_interrupt_native``).
     """
     syncer = _Syncer(fd, sync, stats) if sync is not None else None
     # back in Python once per this many bytes, so that ``stats`` shows progress
@@ -259,25 +260,49 @@ def _pump_in_python(
 
 
 async def fill_file(writer: Writer, fd: int, stats: TransferStats) -> None:
-    """``readv(2)`` from ``fd`` into each free region until the file ends."""
+    """``read(2)`` from ``fd`` into each free region until the file ends."""
+    if writer._peers_are_local():
+        writer._interrupt_native(False)  # an earlier cancelled transfer's request is done with
+        await _run_worker(
+            lambda stop: _fill_natively(writer, fd, stats, stop),
+            lambda: writer._interrupt_native(True),
+        )
+    else:
+        await _run_worker(lambda stop: _fill_in_python(writer, fd, stats, stop))
 
-    def work(stop: threading.Event) -> None:
-        held = 0  # bytes of an unfinished item, kept at the start of the free space
-        while not stop.is_set():
-            view = writer.try_reserve(held + 1)
-            if view is None:
-                writer.wait(held + 1, STOP_CHECK)
-                continue
-            stats.regions += 1
-            stats.syscalls += 1
-            try:
-                got = os.readv(fd, [view[held:] if held else view])
-            except BaseException:
-                end_reservation(writer)
-                raise
-            held = commit_read(writer, held, got, stats)
-            if not got:
-                return
 
-    await _run_worker(work)
+def _fill_natively(writer: Writer, fd: int, stats: TransferStats, stop: threading.Event) -> None:
+    """The worker: regions read by native code that never takes the GIL (file_loops.pxi)."""
+    progress = max(PROGRESS_BYTES, writer.capacity)
+    held = 0  # bytes of an unfinished item, kept at the start of the free space
+    while not stop.is_set():
+        moved, regions, calls, held, why = _fill_from_fd(writer, fd, progress, held)
+        stats.bytes += moved
+        stats.regions += regions
+        stats.syscalls += calls
+        if why < 0:
+            raise OSError(-why, os.strerror(-why))
+        if why == PUMP_MID_ITEM:
+            raise ended_mid_item(held, writer.item_size)
+        if why in (PUMP_END, PUMP_STOPPED):
+            return
 
+
+def _fill_in_python(writer: Writer, fd: int, stats: TransferStats, stop: threading.Event) -> None:
+    """The worker for a ring whose readers are in other processes (``wait`` watches them)."""
+    held = 0  # bytes of an unfinished item, kept at the start of the free space
+    while not stop.is_set():
+        view = writer.try_reserve(held + 1)
+        if view is None:
+            writer.wait(held + 1, STOP_CHECK)
+            continue
+        stats.regions += 1
+        stats.syscalls += 1
+        try:
+            got = os.readv(fd, [view[held:] if held else view])
+        except BaseException:
+            end_reservation(writer)
+            raise
+        held = commit_read(writer, held, got, stats)
+        if not got:
+            return

@@ -230,7 +230,7 @@ cdef class RingCore:
     cdef object _corrupt_slot(self, int slot, uint64_t w)
     cdef int _reap_dead_readers(self) except -1
     cdef bint _foreign_readers(self) noexcept
-    cdef void _wake_readers(self, bint everyone) noexcept
+    cdef void _wake_readers(self, bint everyone) noexcept nogil
     cdef void _wake_writer(self, uint64_t position) noexcept nogil
     cdef int _copy_in(self, uint64_t position, const char *src, Py_ssize_t n) except -1
     cdef int _copy_out(self, uint64_t position, char *dst, Py_ssize_t n) except -1
@@ -250,6 +250,8 @@ cdef class _End:
     cdef list _views
     cdef uint64_t _spin_ns        # adaptive: how long wait() spins before it sleeps
     cdef uint64_t _peers_checked_ns   # when a peer in another process was last looked at
+    cdef bint _in_native_loop     # a thread runs a GIL-free file loop on this end (file_loops.pxi)
+    cdef int _native_stop         # what that loop is asked (ends.pxi: _NATIVE_GO_ON...)
 
     cdef int _check_usable(self) except -1
     cpdef unsigned long _acquire(self, bint task=*) except? 1
@@ -263,6 +265,7 @@ cdef class _End:
     cdef int _check_notifier(self) except -1
     cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil
     cdef int _notifier_rfd(self) noexcept
+    cdef int _notifier_wfd(self) noexcept
     cdef _leave(self)
     cdef _take_over(self)
     cdef bint _foreign_peer(self) noexcept
@@ -279,8 +282,6 @@ cdef class WriterEnd(_End):
 cdef class ReaderEnd(_End):
     cdef int _slot
     cdef uint32_t _claims         # the slot's claim count when this end took it
-    cdef bint _pumping            # a thread runs _pump_to_fd's GIL-free loop on this end
-    cdef int _pump_stop           # what that loop is asked (file_pump.pxi: _PUMP_GO_ON...)
 
     cdef Py_ssize_t _readable(self, bint *eof) except -1
     cdef object _end_of_stream(self)

@@ -144,7 +144,7 @@ async def test_every_seconds_holds_while_bytes_keep_coming(
     can be slowed; the native worker's twin is
     test_the_native_pump_returns_for_a_timed_sync_while_it_keeps_writing.
     """
-    monkeypatch.setattr(aring.Reader, "_writer_is_local", lambda self: False)
+    monkeypatch.setattr(aring.Reader, "_peers_are_local", lambda self: False)
     syncs = _record(monkeypatch, "fdatasync")
     real_write = os.write
 

@@ -6,6 +6,13 @@
 # capacity away from the other is reported as corruption, never used to size a
 # copy or a view.
 
+# What _End._native_stop asks a GIL-free file loop (file_loops.pxi) running on the end.
+cdef enum:
+    _NATIVE_GO_ON = 0
+    _NATIVE_INTERRUPTED = 1   # the transfer's owner asked it to stop (cancellation)
+    _NATIVE_CLOSING = 2       # the end is being closed: the loop must let go of it
+
+
 cdef object _busy(str message):
     # anyio's BusyResourceError builds "Another task is already {action} this
     # resource" from its argument; ours says which end, and thread or task.
@@ -34,6 +41,9 @@ cdef class _End:
         return True
 
     cdef int _notifier_rfd(self) noexcept:
+        return -1
+
+    cdef int _notifier_wfd(self) noexcept:
         return -1
 
     cdef _leave(self):
@@ -223,11 +233,36 @@ cdef class _End:
         """Close this end (idempotent); see the subclasses for what the other side sees."""
         if self._closed:
             return
+        if self._in_native_loop and self._generation == aring_fork_generation():
+            # A thread is in a GIL-free file loop moving this end's cursor: stop
+            # it and wait (microseconds: one read or write) before letting go.
+            self._native_stop = _NATIVE_CLOSING
+            if self._notifier_wfd() >= 0:
+                aring_notifier_signal(self._core._notifier, self._notifier_wfd())
+            with nogil:
+                while self._in_native_loop:
+                    usleep(20)
         self._closed = True
         self._release_views()
         if self._core._hdr == NULL or self._generation != aring_fork_generation():
             return  # unmapped, or inherited through fork(): shared state is not ours
         self._leave()
+
+    def _peers_are_local(self):
+        """Whether the other side lives in this process (what the native file loops need)."""
+        self._check_usable()
+        return not self._foreign_peer()
+
+    def _interrupt_native(self, bint stop):
+        """Ask a running native file loop to stop (True), from any thread; or clear that."""
+        if not stop:
+            if self._native_stop == _NATIVE_INTERRUPTED:
+                self._native_stop = _NATIVE_GO_ON
+            return
+        if self._native_stop == _NATIVE_GO_ON:
+            self._native_stop = _NATIVE_INTERRUPTED
+        if not self._closed and not self._core._closed and self._notifier_wfd() >= 0:
+            aring_notifier_signal(self._core._notifier, self._notifier_wfd())
 
     def reattach(self):
         """Take over an end inherited through fork() in this process.

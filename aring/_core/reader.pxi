@@ -89,6 +89,9 @@ cdef class ReaderEnd(_End):
     cdef int _notifier_rfd(self) noexcept:
         return self._core._reader_rfd[self._slot]
 
+    cdef int _notifier_wfd(self) noexcept:
+        return self._core._reader_wfd[self._slot]
+
     cdef bint _foreign_peer(self) noexcept:
         return aring_load_acquire_u32(&self._core._hdr.writer.pid) != _my_pid()
 
@@ -299,28 +302,4 @@ cdef class ReaderEnd(_End):
 
     def close(self):
         """Leave the ring: the slot is freed and the writer no longer waits for us."""
-        if self._pumping and self._generation == aring_fork_generation():
-            # A thread is in _pump_to_fd's GIL-free loop, moving our cursor:
-            # stop it and wait (microseconds) before the slot is freed.
-            self._pump_stop = _PUMP_CLOSING
-            aring_notifier_signal(self._core._notifier, self._core._reader_wfd[self._slot])
-            with nogil:
-                while self._pumping:
-                    usleep(20)
         _End.close(self)
-
-    def _writer_is_local(self):
-        """Whether the ring's writer lives in this process (what _pump_to_fd needs)."""
-        self._check_usable()
-        return not self._foreign_peer()
-
-    def _pump_interrupt(self, bint stop):
-        """Ask a running _pump_to_fd to return PUMP_STOPPED (True), from any thread; or clear that."""
-        if not stop:
-            if self._pump_stop == _PUMP_INTERRUPTED:
-                self._pump_stop = _PUMP_GO_ON
-            return
-        if self._pump_stop == _PUMP_GO_ON:
-            self._pump_stop = _PUMP_INTERRUPTED
-        if not self._closed and not self._core._closed:
-            aring_notifier_signal(self._core._notifier, self._core._reader_wfd[self._slot])

@@ -329,7 +329,7 @@ cdef class RingCore:
                 return True
         return False
 
-    cdef void _wake_readers(self, bint everyone) noexcept:
+    cdef void _wake_readers(self, bint everyone) noexcept nogil:
         """After publishing: wake each sleeping reader whose wanted position is reached."""
         cdef aring_header *h = self._hdr
         cdef uint64_t mask, bit, w

@@ -34,6 +34,9 @@ cdef class WriterEnd(_End):
     cdef int _notifier_rfd(self) noexcept:
         return self._core._writer_rfd
 
+    cdef int _notifier_wfd(self) noexcept:
+        return self._core._writer_wfd
+
     cdef bint _foreign_peer(self) noexcept:
         return self._core._foreign_readers()
 

@@ -1,0 +1,196 @@
+"""The native file loops (``_pump_to_fd``, ``_fill_from_fd``: file_loops.pxi) under misuse.
+
+``pump`` to and ``fill`` from a regular file run these loops in their worker
+thread without the GIL; they move the end's cursor and sleep on the end's
+notifier.  A close of the end or of the whole ring from another thread must
+stop them (ClosedResourceError in the looping thread), never leave one
+moving a freed slot, publishing after end of stream, or touching unmapped
+memory.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from observe import until
+
+import aring
+from aring._native import (
+    PUMP_END,
+    PUMP_LIMIT,
+    PUMP_MID_ITEM,
+    PUMP_STOPPED,
+    _fill_from_fd,
+    _pump_to_fd,
+)
+
+
+def _pump_in_thread(reader: aring.Reader, fd: int) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(_pump_to_fd(reader, fd, 1 << 62, -1))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.parametrize("what", ["reader", "ring"])
+@pytest.mark.parametrize("pump_state", ["asleep", "writing"])
+def test_closing_under_a_native_pump_stops_it(what: str, pump_state: str) -> None:
+    with open(os.devnull, "wb") as sink, aring.Ring(1 << 16) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        producing = threading.Event()
+
+        def produce() -> None:
+            try:
+                while producing.is_set():
+                    writer.sync.send(b"w" * 4096, timeout=0.1)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, TimeoutError):
+                pass
+
+        producer = threading.Thread(target=produce)
+        pump, outcome = _pump_in_thread(reader, sink.fileno())
+        if pump_state == "asleep":
+            until(lambda: reader.slot in ring._waiters()["readers"], "the pump asleep")
+        else:
+            producing.set()
+            producer.start()
+            time.sleep(0.05)  # the pump writes all the while
+        (reader if what == "reader" else ring).close()
+        pump.join(10)
+        producing.clear()
+        if producer.is_alive() or pump_state == "writing":
+            producer.join(10)
+        assert not pump.is_alive(), "the pump did not stop"
+        assert len(outcome) == 1 and isinstance(outcome[0], anyio.ClosedResourceError), outcome
+        if what == "reader":
+            # The slot is free and whoever takes it next is not moved by the old loop.
+            newcomer = ring.reader()
+            start = newcomer.readable()
+            time.sleep(0.01)
+            assert newcomer.readable() >= start
+
+
+def test_a_native_pump_is_interrupted_at_once_and_resumes_after() -> None:
+    with open(os.devnull, "wb") as sink, aring.Ring(1 << 16) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        pump, outcome = _pump_in_thread(reader, sink.fileno())
+        until(lambda: reader.slot in ring._waiters()["readers"], "the pump asleep")
+        started = time.monotonic()
+        reader._interrupt_native(True)
+        pump.join(10)
+        assert outcome == [(0, 0, 0, PUMP_STOPPED)]
+        assert time.monotonic() - started < 5
+        # Sticky until cleared: a call that starts late still sees the request.
+        assert _pump_to_fd(reader, sink.fileno(), 1 << 62, -1) == (0, 0, 0, PUMP_STOPPED)
+        reader._interrupt_native(False)
+        writer.try_write(b"x" * 5000)
+        assert _pump_to_fd(reader, sink.fileno(), 4096, -1)[::3] == (5000, PUMP_LIMIT)
+        writer.close()
+        assert _pump_to_fd(reader, sink.fileno(), 1 << 62, -1) == (0, 0, 0, PUMP_END)
+
+
+def test_a_native_pump_refuses_bad_arguments_and_other_users() -> None:
+    with aring.Ring(1 << 16) as ring:
+        _writer, reader = ring.writer(), ring.reader()
+        with pytest.raises(ValueError, match="fd must be >= 0"):
+            _pump_to_fd(reader, -1, 10, -1)
+        with pytest.raises(ValueError, match="limit must be >= 1"):
+            _pump_to_fd(reader, 1, 0, -1)
+        with open(os.devnull, "wb") as sink:
+            pump, outcome = _pump_in_thread(reader, sink.fileno())
+            until(lambda: reader.slot in ring._waiters()["readers"], "the pump asleep")
+            with pytest.raises(anyio.BusyResourceError):
+                reader.try_peek(1)  # the pumping thread owns the reader
+            reader._interrupt_native(True)
+            pump.join(10)
+        assert outcome == [(0, 0, 0, PUMP_STOPPED)]
+
+
+def _fill_in_thread(writer: aring.Writer, fd: int) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(_fill_from_fd(writer, fd, 1 << 62))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.parametrize("what", ["writer", "ring"])
+@pytest.mark.parametrize("fill_state", ["asleep", "reading"])
+def test_closing_under_a_native_fill_stops_it(what: str, fill_state: str) -> None:
+    # /dev/zero never ends: the loop reads as fast as a reader drains
+    with open("/dev/zero", "rb") as zeros, aring.Ring(1 << 16) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        draining = threading.Event()
+
+        def drain() -> None:
+            try:
+                while draining.is_set():
+                    reader.sync.receive(1 << 16, timeout=0.1)
+            except (anyio.ClosedResourceError, anyio.EndOfStream, TimeoutError):
+                pass
+
+        consumer = threading.Thread(target=drain)
+        fill, outcome = _fill_in_thread(writer, zeros.fileno())
+        if fill_state == "asleep":
+            until(lambda: ring._waiters()["writer"], "the fill asleep on a full ring")
+        else:
+            draining.set()
+            consumer.start()
+            time.sleep(0.05)  # the fill reads all the while
+        (writer if what == "writer" else ring).close()
+        fill.join(10)
+        draining.clear()
+        if fill_state == "reading":
+            consumer.join(10)
+        assert not fill.is_alive(), "the fill did not stop"
+        assert len(outcome) == 1 and isinstance(outcome[0], anyio.ClosedResourceError), outcome
+        if what == "writer":
+            # Closed means closed: the loop published nothing after the end of stream.
+            left = reader.readable()
+            time.sleep(0.01)
+            assert reader.readable() == left
+
+
+def test_a_native_fill_commits_whole_items_and_says_when_the_file_ends_mid_item(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "items.bin"
+    payload = os.urandom(10 * 12 + 5)  # ten items of 12 bytes, then 5 bytes of an eleventh
+    source.write_bytes(payload)
+    with source.open("rb") as f, aring.Ring(4096, item_size=12) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        moved, regions, calls, held, why = _fill_from_fd(writer, f.fileno(), 1 << 62)
+        assert (moved, held, why) == (120, 5, PUMP_MID_ITEM)
+        assert regions == calls >= 2  # the last read saw the end
+        assert reader.try_read(4096) == payload[:120]  # the part of an item stays out
+
+
+def test_a_native_fill_refuses_readers_in_a_bad_state_and_bad_arguments() -> None:
+    with aring.Ring(1 << 16) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        with pytest.raises(ValueError, match="fd must be >= 0"):
+            _fill_from_fd(writer, -1, 10)
+        with pytest.raises(ValueError, match="limit must be >= 1"):
+            _fill_from_fd(writer, 0, 0)
+        with pytest.raises(ValueError, match="held must be between 0 and the item size"):
+            _fill_from_fd(writer, 0, 10, 1)
+        reader.close()
+        with open("/dev/zero", "rb") as zeros, pytest.raises(anyio.BrokenResourceError):
+            _fill_from_fd(writer, zeros.fileno(), 1 << 20)
