@@ -49,6 +49,10 @@ __all__ = ["RingSocketListener", "RingSocketStream", "connect_tcp", "create_tcp_
 
 DEFAULT_CAPACITY = 256 << 10
 
+#: ``serve`` accepts up to this many queued connections per wake-up (asyncio's
+#: servers take up to their backlog, 100 by default)
+ACCEPT_BATCH = 64
+
 
 @functools.lru_cache(maxsize=64)
 def _delimiter_pattern(delimiter: bytes) -> re.Pattern[bytes]:
@@ -405,17 +409,21 @@ class RingSocketListener(SocketListener):
     async def accept(self) -> RingSocketStream:
         await current_backend().checkpoint()
         while True:
-            if self._closed:
-                raise ClosedResourceError("this listener is closed")
-            try:
-                client, _ = self._sock.accept()
-            except BlockingIOError:
-                await self._fd.wait_readable()
-                continue
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return RingSocketStream(
-                client, capacity=self._capacity, checkpoints=self._checkpoints
-            )
+            stream = self._accept_nowait()
+            if stream is not None:
+                return stream
+            await self._fd.wait_readable()
+
+    def _accept_nowait(self) -> RingSocketStream | None:
+        """A connection the kernel has queued, or None."""
+        if self._closed:
+            raise ClosedResourceError("this listener is closed")
+        try:
+            client, _ = self._sock.accept()
+        except BlockingIOError:
+            return None
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return RingSocketStream(client, capacity=self._capacity, checkpoints=self._checkpoints)
 
     async def serve(
         self,
@@ -433,6 +441,13 @@ class RingSocketListener(SocketListener):
                 task_group = await stack.enter_async_context(anyio.create_task_group())
             while True:
                 task_group.start_soon(handler, await self.accept())
+                # The listener was readable: take what else the kernel queued
+                # before yielding again, as asyncio's own accept loop does.
+                for _ in range(ACCEPT_BATCH - 1):
+                    stream = self._accept_nowait()
+                    if stream is None:
+                        break
+                    task_group.start_soon(handler, stream)
 
     async def aclose(self) -> None:
         if not self._closed:

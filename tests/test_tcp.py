@@ -283,3 +283,40 @@ async def test_what_a_loan_leaves_behind_keeps_its_ring_out_of_the_pool(keep: st
                 with pytest.raises(ValueError, match="closed"):
                     memoryview(part)  # type: ignore[arg-type]  # nothing to map any more
 
+
+
+async def test_serve_takes_every_queued_connection_in_one_wake_up() -> None:
+    """Connections already queued by the kernel start their handlers in the same loop pass.
+
+    As asyncio's own servers accept up to their backlog per readiness event;
+    one accept per loop pass made connection-per-request servers 1.6x slower.
+    """
+    clients = 10
+    passes = 0
+    started: list[int] = []
+    async with await aring.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(SocketAttribute.local_port)
+        sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(clients)]
+        try:
+
+            async def handler(stream: aring.RingSocketStream) -> None:
+                started.append(passes)
+                await stream.aclose()
+
+            async def ticker() -> None:
+                nonlocal passes
+                while True:
+                    passes += 1
+                    await anyio.sleep(0)
+
+            with anyio.fail_after(30):
+                async with create_task_group() as tg:
+                    tg.start_soon(ticker)
+                    tg.start_soon(listener.serve, handler)
+                    while len(started) < clients:
+                        await anyio.sleep(0.01)
+                    tg.cancel_scope.cancel()
+        finally:
+            for sock in sockets:
+                sock.close()
+    assert max(started) - min(started) <= 2, started
