@@ -36,7 +36,14 @@ import anyio
 from anyio import EndOfStream
 
 from ._items import commit_read, end_reservation, ended_mid_item
-from ._native import PUMP_END, PUMP_MID_ITEM, PUMP_STOPPED, _fill_from_fd, _pump_to_fd
+from ._native import (
+    PUMP_END,
+    PUMP_MID_ITEM,
+    PUMP_PEER,
+    PUMP_STOPPED,
+    _fill_from_fd,
+    _pump_to_fd,
+)
 from ._streams import Reader, Writer
 
 if TYPE_CHECKING:
@@ -193,7 +200,11 @@ async def pump_file(
             lambda: reader._interrupt_native(True),
         )
     else:
-        await _run_worker(lambda stop: _pump_in_python(reader, fd, stats, sync, stop))
+        await _run_worker(
+            lambda stop: _pump_in_python(
+                reader, fd, stats, _Syncer(fd, sync, stats) if sync is not None else None, stop
+            )
+        )
 
 
 def _pump_natively(
@@ -229,14 +240,16 @@ def _pump_natively(
             return
         if why == PUMP_STOPPED:
             return
+        if why == PUMP_PEER:  # the writer moved to another process: wait() watches it
+            _pump_in_python(reader, fd, stats, syncer, stop)
+            return
 
 
 def _pump_in_python(
-    reader: Reader, fd: int, stats: TransferStats, sync: FileSync | None, stop: threading.Event
+    reader: Reader, fd: int, stats: TransferStats, syncer: _Syncer | None, stop: threading.Event
 ) -> None:
     """The worker for a ring whose writer is another process (``wait`` watches it die)."""
     item = reader.item_size
-    syncer = _Syncer(fd, sync, stats) if sync is not None else None
     while not stop.is_set():
         try:
             view = reader.try_peek(1)
@@ -286,11 +299,18 @@ def _fill_natively(writer: Writer, fd: int, stats: TransferStats, stop: threadin
             raise ended_mid_item(held, writer.item_size)
         if why in (PUMP_END, PUMP_STOPPED):
             return
+        if why == PUMP_PEER:  # a reader in another process joined: wait() watches it
+            _fill_in_python(writer, fd, stats, stop, held)
+            return
 
 
-def _fill_in_python(writer: Writer, fd: int, stats: TransferStats, stop: threading.Event) -> None:
-    """The worker for a ring whose readers are in other processes (``wait`` watches them)."""
-    held = 0  # bytes of an unfinished item, kept at the start of the free space
+def _fill_in_python(
+    writer: Writer, fd: int, stats: TransferStats, stop: threading.Event, held: int = 0
+) -> None:
+    """The worker for a ring with readers in other processes (``wait`` watches them).
+
+    ``held``: bytes of an unfinished item kept at the start of the free space.
+    """
     while not stop.is_set():
         view = writer.try_reserve(held + 1)
         if view is None:

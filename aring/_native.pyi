@@ -32,6 +32,7 @@ PUMP_TIMEOUT: Final[int]
 PUMP_STOPPED: Final[int]
 PUMP_IDLE: Final[int]
 PUMP_MID_ITEM: Final[int]
+PUMP_PEER: Final[int]
 
 def _pump_to_fd(
     reader: ReaderEnd, fd: int, limit: int, timeout: float, until_idle: bool = False

@@ -194,3 +194,56 @@ def test_a_native_fill_refuses_readers_in_a_bad_state_and_bad_arguments() -> Non
         reader.close()
         with open("/dev/zero", "rb") as zeros, pytest.raises(anyio.BrokenResourceError):
             _fill_from_fd(writer, zeros.fileno(), 1 << 20)
+
+
+def test_a_ring_closed_while_its_ends_close_slowly_stops_a_native_pump(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop sees the ring closed before its reader is: still ClosedResourceError.
+
+    (It returned "stopped" as if cancelled, and pump returned normally, when
+    closing the writer end took a while: any Python code in close can.)
+    """
+    real_close = aring.Writer.close
+
+    def slow_close(self: aring.Writer) -> None:
+        real_close(self)
+        time.sleep(0.05)  # the GIL is free: the pumping thread runs meanwhile
+
+    monkeypatch.setattr(aring.Writer, "close", slow_close)
+    with open(os.devnull, "wb") as sink:
+        ring = aring.Ring(1 << 16)
+        _writer, reader = ring.writer(), ring.reader()
+        pump, outcome = _pump_in_thread(reader, sink.fileno())
+        until(lambda: reader.slot in ring._waiters()["readers"], "the pump asleep")
+        ring.close()
+        pump.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], anyio.ClosedResourceError), outcome
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_native_fill_hands_over_when_a_reader_in_another_process_joins(
+    tmp_path: Path,
+) -> None:
+    """A reader from a forked child may die without closing; only wait() watches for that.
+
+    The GIL-free fill, asleep on a full ring, notices the foreign reader within
+    a peer-check interval and returns PUMP_PEER (fill goes on in Python).
+    """
+    from aring._native import PUMP_PEER
+
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"f" * (1 << 20))
+    with source.open("rb") as f, aring.Ring(1 << 16, readers=2) as ring:
+        writer, _reader = ring.writer(), ring.reader()  # a local reader that reads nothing
+        fill, outcome = _fill_in_thread(writer, f.fileno())
+        until(lambda: ring._waiters()["writer"], "the fill asleep on a full ring")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            ring.reader()  # joins, then dies without closing
+            os._exit(0)
+        os.waitpid(pid, 0)
+        fill.join(10)
+        assert not fill.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], tuple), outcome
+        assert outcome[0][-1] == PUMP_PEER

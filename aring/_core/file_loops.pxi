@@ -22,6 +22,8 @@ cdef enum:
     _PUMP_IDLE = 7       # wrote, then found nothing more (asked for with ``until_idle``)
     _PUMP_BROKEN = 8     # fill: every reader has closed
     _PUMP_MID_ITEM = 9   # fill: the file ended inside an item
+    _PUMP_PEER = 10      # the other side now lives in another process: finish in Python,
+                         # whose wait() watches for it dying without closing
 
 PUMP_END = _PUMP_END
 PUMP_LIMIT = _PUMP_LIMIT
@@ -29,10 +31,25 @@ PUMP_TIMEOUT = _PUMP_TIMEOUT
 PUMP_STOPPED = _PUMP_STOPPED
 PUMP_IDLE = _PUMP_IDLE
 PUMP_MID_ITEM = _PUMP_MID_ITEM
+PUMP_PEER = _PUMP_PEER
+
+# A sleeping loop looks this often whether the other side moved to another
+# process (a forked child that reattached, or joined): only then can it die
+# without closing, and only wait() checks on that.
+cdef int _PEER_CHECK_MS = <int> (PEER_CHECK_INTERVAL * 1000)
+
+
+cdef inline bint _foreign_reader(aring_header *h, uint32_t max_readers, uint32_t me) noexcept nogil:
+    cdef uint32_t i
+    for i in range(max_readers):
+        if (aring_slot_state(aring_load_acquire_u64(&h.slots[i].word)) == ARING_SLOT_ACTIVE
+                and aring_load_acquire_u32(&h.slots[i].owner.pid) != me):
+            return True
+    return False
 
 
 cdef int _pump_loop(ReaderEnd reader, RingCore core, int fd, int rfd, Py_ssize_t limit,
-                    uint64_t deadline, bint until_idle, Py_ssize_t *counts,
+                    uint64_t deadline, bint until_idle, uint32_t me, Py_ssize_t *counts,
                     int *failure) noexcept nogil:
     """The loop of _pump_to_fd, without the GIL; ``counts``: bytes, regions, write calls."""
     cdef aring_header *h = core._hdr
@@ -43,7 +60,7 @@ cdef int _pump_loop(ReaderEnd reader, RingCore core, int fd, int rfd, Py_ssize_t
     cdef uint64_t w, r, avail
     cdef Py_ssize_t done, more
     cdef bint closed
-    cdef int rc, ms = -1
+    cdef int rc, ms
     cdef uint64_t now
     cdef pollfd p
     while True:
@@ -69,17 +86,21 @@ cdef int _pump_loop(ReaderEnd reader, RingCore core, int fd, int rfd, Py_ssize_t
                     or aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_WRITER_CLOSED
                     or reader._native_stop or reader._closed or core._closed):
                 continue
+            ms = _PEER_CHECK_MS
             if deadline:
                 now = aring_now_ns()
                 if now >= deadline:
                     return _PUMP_TIMEOUT
-                ms = <int> ((deadline - now + 999_999) // 1_000_000)
+                if deadline - now < <uint64_t> ms * 1_000_000:
+                    ms = <int> ((deadline - now + 999_999) // 1_000_000)
             p.fd = rfd
             p.events = POLLIN
             p.revents = 0
             rc = poll(&p, 1, ms)
             if rc == 0:
-                return _PUMP_TIMEOUT
+                if aring_load_acquire_u32(&h.writer.pid) != me:
+                    return _PUMP_PEER
+                continue   # the deadline, if any, is looked at above
             if rc < 0:
                 if errno == EINTR:
                     continue
@@ -126,17 +147,19 @@ def _pump_to_fd(ReaderEnd reader not None, int fd, Py_ssize_t limit, double time
     GIL.  Stops at end of stream (PUMP_END), once ``limit`` bytes were written
     (PUMP_LIMIT), once ``timeout`` seconds passed (< 0: never), writing or
     waiting (PUMP_TIMEOUT), with ``until_idle`` once it wrote and the ring is
-    empty (PUMP_IDLE: a timed sync's clock starts), or when
-    ``reader._interrupt_native(True)`` is called (PUMP_STOPPED); ClosedResourceError if the reader or the ring was closed
-    meanwhile.  Returns ``(bytes, regions, write calls, why)``, ``why`` the
-    negative errno of a failed write(2) (the bytes before it were consumed
-    and are counted).  The writer must live in this process
-    (``_peers_are_local()``): a writer in another process that dies is only
-    noticed by ``wait()``, which checks on it.
+    empty (PUMP_IDLE: a timed sync's clock starts), when
+    ``reader._interrupt_native(True)`` is called (PUMP_STOPPED), or when the
+    writer turns out to live in another process (PUMP_PEER: the caller goes
+    on with ``wait()``, which notices a writer that died without closing;
+    start only where ``_peers_are_local()``).  ClosedResourceError if the
+    reader or the ring was closed meanwhile.  Returns ``(bytes, regions,
+    write calls, why)``, ``why`` the negative errno of a failed write(2) (the
+    bytes before it were consumed and are counted).
     """
     cdef RingCore core = reader._core
     cdef Py_ssize_t counts[3]
     cdef int failure = 0, why = 0, rfd
+    cdef uint32_t me
     cdef uint64_t deadline = 0
     cdef bint eof
     cdef unsigned long token
@@ -153,11 +176,13 @@ def _pump_to_fd(ReaderEnd reader not None, int fd, Py_ssize_t limit, double time
             raise ValueError("_pump_to_fd needs the ring's writer in this process")
         reader._take_back_views()   # no view of ours may see bytes the loop releases
         rfd = reader._notifier_rfd()
+        me = _my_pid()
         counts[0] = counts[1] = counts[2] = 0
         core._inflight += 1
         reader._in_native_loop = True
         with nogil:
-            why = _pump_loop(reader, core, fd, rfd, limit, deadline, until_idle, counts, &failure)
+            why = _pump_loop(reader, core, fd, rfd, limit, deadline, until_idle, me, counts,
+                             &failure)
             reader._in_native_loop = False
         core._inflight -= 1
     finally:
@@ -167,7 +192,9 @@ def _pump_to_fd(ReaderEnd reader not None, int fd, Py_ssize_t limit, double time
     elif why == _PUMP_CORRUPT:
         reader._readable(&eof)   # raises the corruption error with its figures
         raise core._corrupt(f"reader slot {reader._slot}: cursors more than the capacity apart")
-    elif why == _PUMP_STOPPED and (reader._native_stop == _NATIVE_CLOSING or reader._closed):
+    elif why == _PUMP_STOPPED and (
+        reader._native_stop == _NATIVE_CLOSING or reader._closed or core._closed
+    ):
         core._check_open()
         raise ClosedResourceError("the reader was closed during the pump")
     return counts[0], counts[1], counts[2], why
@@ -194,7 +221,7 @@ cdef inline int _fill_space(RingCore core, aring_header *h, uint64_t w,
 
 
 cdef int _fill_loop(WriterEnd writer, RingCore core, DoubleMappedBuffer buffer, int fd, int rfd,
-                    Py_ssize_t limit, Py_ssize_t *held, Py_ssize_t *counts,
+                    Py_ssize_t limit, uint32_t me, Py_ssize_t *held, Py_ssize_t *counts,
                     int *failure) noexcept nogil:
     """The loop of _fill_from_fd, without the GIL; ``counts``: bytes committed, regions, reads."""
     cdef aring_header *h = core._hdr
@@ -224,12 +251,14 @@ cdef int _fill_loop(WriterEnd writer, RingCore core, DoubleMappedBuffer buffer, 
             p.fd = rfd
             p.events = POLLIN
             p.revents = 0
-            rc = poll(&p, 1, -1)
+            rc = poll(&p, 1, _PEER_CHECK_MS)
             if rc < 0 and errno != EINTR:
                 failure[0] = errno
                 return _PUMP_FAILED
             if rc > 0:
                 aring_notifier_drain(core._notifier, rfd)
+            elif rc == 0 and _foreign_reader(h, core._max_readers, me):
+                return _PUMP_PEER
             continue
         got = read(fd, core._data + <Py_ssize_t> ((w + <uint64_t> held[0]) % cap),
                    <size_t> (space - <uint64_t> held[0]))
@@ -264,15 +293,17 @@ def _fill_from_fd(WriterEnd writer not None, int fd, Py_ssize_t limit, Py_ssize_
     (PUMP_END), once ``limit`` bytes were committed (PUMP_LIMIT), or on
     ``writer._interrupt_native(True)`` (PUMP_STOPPED); BrokenResourceError
     when every reader closed, IncompleteRead-worthy PUMP_MID_ITEM when the
-    file ends inside an item, ClosedResourceError if the writer or ring was
-    closed meanwhile.  Returns ``(bytes committed, regions, read calls,
-    held, why)``, ``why`` the negative errno of a failed read(2).  The
-    readers must live in this process (``_peers_are_local()``).
+    file ends inside an item, PUMP_PEER when a reader in another process
+    joined (the caller goes on with ``wait()``, which notices one that died
+    without closing), ClosedResourceError if the writer or ring was closed
+    meanwhile.  Returns ``(bytes committed, regions, read calls, held,
+    why)``, ``why`` the negative errno of a failed read(2).
     """
     cdef RingCore core = writer._core
     cdef DoubleMappedBuffer buffer = core._buffer
     cdef Py_ssize_t counts[3]
     cdef int failure = 0, why = 0, rfd
+    cdef uint32_t me
     cdef unsigned long token
     if fd < 0:
         raise ValueError(f"fd must be >= 0, got {fd}")
@@ -288,11 +319,12 @@ def _fill_from_fd(WriterEnd writer not None, int fd, Py_ssize_t limit, Py_ssize_
         writer._take_back_views()   # no view of ours may see bytes we overwrite
         writer._reserved = 0
         rfd = writer._notifier_rfd()
+        me = _my_pid()
         counts[0] = counts[1] = counts[2] = 0
         core._inflight += 1
         writer._in_native_loop = True
         with nogil:
-            why = _fill_loop(writer, core, buffer, fd, rfd, limit, &held, counts, &failure)
+            why = _fill_loop(writer, core, buffer, fd, rfd, limit, me, &held, counts, &failure)
             writer._in_native_loop = False
         core._inflight -= 1
     finally:
@@ -304,7 +336,9 @@ def _fill_from_fd(WriterEnd writer not None, int fd, Py_ssize_t limit, Py_ssize_
         raise core._corrupt("the write position or a reader slot is out of range")
     elif why == _PUMP_BROKEN:
         raise BrokenResourceError("every reader of the ring has closed")
-    elif why == _PUMP_STOPPED and (writer._native_stop == _NATIVE_CLOSING or writer._closed):
+    elif why == _PUMP_STOPPED and (
+        writer._native_stop == _NATIVE_CLOSING or writer._closed or core._closed
+    ):
         core._check_open()
         raise ClosedResourceError("the writer was closed during the fill")
     return counts[0], counts[1], counts[2], held, why
