@@ -61,6 +61,9 @@ PROGRESS_BYTES = 1 << 20
 
 _NO_LIMIT = 1 << 62
 
+# _run_worker's call: not started yet, running, or never to start
+_PENDING, _RUNNING, _ABANDONED = range(3)
+
 
 async def _run_worker(
     work: Callable[[threading.Event], None], interrupt: Callable[[], None] | None = None
@@ -71,8 +74,18 @@ async def _run_worker(
     """
     stop = threading.Event()
     finished = threading.Event()
+    # A task cancelled before a pool thread picked the call up never runs it
+    # (anyio skips a call whose future is cancelled): waiting for it to finish
+    # would wait for ever.  Whether it started is decided under this lock.
+    lock = threading.Lock()
+    state = _PENDING
 
     def run() -> None:
+        nonlocal state
+        with lock:
+            if state == _ABANDONED:
+                return
+            state = _RUNNING
         try:
             work(stop)
         finally:
@@ -81,7 +94,10 @@ async def _run_worker(
     try:
         await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
     finally:
-        if not finished.is_set():
+        with lock:
+            if state == _PENDING:
+                state = _ABANDONED  # it will not start now
+        if state == _RUNNING and not finished.is_set():
             stop.set()
             if interrupt is not None:
                 interrupt()

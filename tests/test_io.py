@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from anyio import BrokenResourceError, create_task_group
+from anyio import BrokenResourceError, create_task_group, wait_all_tasks_blocked
 from observe import until_async
 from scenario import run_scenario, with_tmpfs
 
@@ -494,3 +494,35 @@ async def test_fill_from_a_source_that_ends_mid_item() -> None:
             with pytest.raises(anyio.IncompleteRead, match="3 of its 8 bytes"):
                 await aring.fill(writer, right)
             assert reader.try_read() == b"12345678" * 3  # the whole items arrived
+
+
+async def test_a_pump_cancelled_before_its_worker_started_returns_and_never_starts(
+    tmp_path: Path,
+) -> None:
+    """All of anyio's worker threads are busy: pump waits for one; cancelled, it returns at once.
+
+    (It waited for a worker that anyio would never start, for ever, when the
+    cancellation came before a thread picked the call up.)  Nothing is written
+    later either: the ring keeps its bytes and the file stays empty.
+    """
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    holders = [object() for _ in range(int(limiter.total_tokens))]
+    target = tmp_path / "out.bin"
+    with anyio.fail_after(30), target.open("wb") as f:
+        async with aring.open(1 << 16) as (w, r):
+            await w.send(b"x" * 1000)
+            for holder in holders:
+                await limiter.acquire_on_behalf_of(holder)
+            try:
+                with anyio.CancelScope() as scope:
+                    async with create_task_group() as tg:
+                        tg.start_soon(lambda: aring.pump(r, f))
+                        await wait_all_tasks_blocked()
+                        scope.cancel()
+                assert scope.cancelled_caught
+            finally:
+                for holder in holders:
+                    limiter.release_on_behalf_of(holder)
+            await anyio.sleep(0.05)  # a worker that started late would write now
+            assert r.readable() == 1000
+        assert target.read_bytes() == b""
