@@ -182,6 +182,33 @@ def test_a_native_fill_commits_whole_items_and_says_when_the_file_ends_mid_item(
         assert reader.try_read(4096) == payload[:120]  # the part of an item stays out
 
 
+@pytest.mark.parametrize("strategy", ["memfd", "copy"])
+def test_a_native_fill_keeps_a_part_item_that_crosses_the_end_of_the_ring(strategy: str) -> None:
+    """Short reads leave part of an item held past the end; the next read finishes it.
+
+    (On the copy strategy, whose second mapping is a copy, the held bytes were
+    not copied to the start, and the item arrived with zeros in it.)
+    """
+    with aring.Ring(4096, item_size=12, strategy=strategy) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        for _ in range(ring.capacity // 12 - 1):  # both cursors to the last item before the end
+            writer.try_write(bytes(12))
+            reader.try_read(12)
+        items = bytes(range(1, 25))  # two items
+        source, feed = os.pipe()
+        try:
+            os.write(feed, items[:19])  # one item and 7 bytes of the next: one short read
+            first = _fill_from_fd(writer, source, 12)
+            assert (first[0], first[3], first[4]) == (12, 7, PUMP_LIMIT)
+            os.write(feed, items[19:])
+            second = _fill_from_fd(writer, source, 12, first[3])
+            assert (second[0], second[3], second[4]) == (12, 0, PUMP_LIMIT)
+        finally:
+            os.close(source)
+            os.close(feed)
+        assert reader.try_read(24) == items
+
+
 def test_a_native_fill_refuses_readers_in_a_bad_state_and_bad_arguments() -> None:
     with aring.Ring(1 << 16) as ring:
         writer, reader = ring.writer(), ring.reader()
@@ -247,3 +274,37 @@ def test_a_native_fill_hands_over_when_a_reader_in_another_process_joins(
         assert not fill.is_alive()
         assert len(outcome) == 1 and isinstance(outcome[0], tuple), outcome
         assert outcome[0][-1] == PUMP_PEER
+        # Called again (the caller had looked before the reader joined): at once.
+        assert _fill_from_fd(writer, f.fileno(), 1 << 62) == (0, 0, 0, 0, PUMP_PEER)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_during_a_native_pump_reattaches_and_closes_the_reader() -> None:
+    """The pump thread does not exist in the child: close() there must not wait for it.
+
+    (The child inherited "in a native loop" and its close() waited for ever.)
+    """
+    with open(os.devnull, "wb") as sink, aring.Ring(1 << 16) as ring:
+        _writer, reader = ring.writer(), ring.reader()
+        pump, outcome = _pump_in_thread(reader, sink.fileno())
+        until(lambda: reader.slot in ring._waiters()["readers"], "the pump asleep")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                reader.reattach()
+                reader.close()
+                code = 0
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 10
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if done[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        reader._interrupt_native(True)
+        pump.join(10)
+        assert done[0] == pid, "the child hung in close()"
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+        assert outcome == [(0, 0, 0, PUMP_STOPPED)]

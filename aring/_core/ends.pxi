@@ -275,6 +275,10 @@ cdef class _End:
             raise ClosedResourceError(f"this {self._kind} is closed")
         self._core._check_open()
         self._generation = aring_fork_generation()
+        # A native loop running at fork() runs on in the parent only: nothing
+        # here is in one (close() would wait for it for ever).
+        self._in_native_loop = False
+        self._native_stop = _NATIVE_GO_ON
         self._owner = 0
         self._task_busy = False
         self._core._adopt_generation()

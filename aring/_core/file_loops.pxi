@@ -151,7 +151,7 @@ def _pump_to_fd(ReaderEnd reader not None, int fd, Py_ssize_t limit, double time
     ``reader._interrupt_native(True)`` is called (PUMP_STOPPED), or when the
     writer turns out to live in another process (PUMP_PEER: the caller goes
     on with ``wait()``, which notices a writer that died without closing;
-    start only where ``_peers_are_local()``).  ClosedResourceError if the
+    also at once if it already does).  ClosedResourceError if the
     reader or the ring was closed meanwhile.  Returns ``(bytes, regions,
     write calls, why)``, ``why`` the negative errno of a failed write(2) (the
     bytes before it were consumed and are counted).
@@ -172,8 +172,8 @@ def _pump_to_fd(ReaderEnd reader not None, int fd, Py_ssize_t limit, double time
     token = reader._acquire()
     try:
         reader._check_notifier()
-        if reader._foreign_peer():
-            raise ValueError("_pump_to_fd needs the ring's writer in this process")
+        if reader._foreign_peer():   # it moved since the caller looked: its loop takes over
+            return 0, 0, 0, _PUMP_PEER
         reader._take_back_views()   # no view of ours may see bytes the loop releases
         rfd = reader._notifier_rfd()
         me = _my_pid()
@@ -275,7 +275,9 @@ cdef int _fill_loop(WriterEnd writer, RingCore core, DoubleMappedBuffer buffer, 
         whole = total - total % item
         held[0] = <Py_ssize_t> (total - whole)
         if whole:
-            buffer._mirror(<Py_ssize_t> (w % cap), <Py_ssize_t> whole)  # the copy strategy's
+            # The copy strategy's mirror: the held bytes too, which may sit past
+            # the end and must reappear at the start where the next region begins.
+            buffer._mirror(<Py_ssize_t> (w % cap), <Py_ssize_t> total)
             aring_store_release_u64(&h.write_position.value, w + whole)
             core._wake_readers(False)
             counts[0] += <Py_ssize_t> whole
@@ -314,8 +316,8 @@ def _fill_from_fd(WriterEnd writer not None, int fd, Py_ssize_t limit, Py_ssize_
         writer._check_notifier()
         if held < 0 or held >= core._item:
             raise ValueError(f"held must be between 0 and the item size - 1, got {held}")
-        if writer._foreign_peer():
-            raise ValueError("_fill_from_fd needs the ring's readers in this process")
+        if writer._foreign_peer():   # one joined since the caller looked: its loop takes over
+            return 0, 0, 0, held, _PUMP_PEER
         writer._take_back_views()   # no view of ours may see bytes we overwrite
         writer._reserved = 0
         rfd = writer._notifier_rfd()
