@@ -4,6 +4,15 @@ from ._capabilities import Capabilities, capabilities
 from ._file_worker import FileSync
 from ._io import TransferStats, fill, pump, sendfile
 from ._native import DoubleMappedBuffer, ForkedError, MappingError
+from ._records import (
+    Claim,
+    RecordReader,
+    RecordRing,
+    RecordWriter,
+    SyncRecordReader,
+    SyncRecordWriter,
+    open_records,
+)
 from ._ring import Checkpoints, Ring, open
 from ._streams import Reader, RingAttribute, Writer
 from ._sync import SyncReader, SyncWriter
@@ -13,17 +22,23 @@ from ._udp import RingUDPSocket, UDPStats, create_udp_socket
 __all__ = [
     "Capabilities",
     "Checkpoints",
+    "Claim",
     "DoubleMappedBuffer",
     "FileSync",
     "ForkedError",
     "MappingError",
     "Reader",
+    "RecordReader",
+    "RecordRing",
+    "RecordWriter",
     "Ring",
     "RingAttribute",
     "RingSocketListener",
     "RingSocketStream",
     "RingUDPSocket",
     "SyncReader",
+    "SyncRecordReader",
+    "SyncRecordWriter",
     "SyncWriter",
     "TransferStats",
     "UDPStats",
@@ -34,6 +49,7 @@ __all__ = [
     "create_udp_socket",
     "fill",
     "open",
+    "open_records",
     "pump",
     "sendfile",
 ]

@@ -38,6 +38,11 @@ cdef extern from "includes/aring.h" nogil:
     uint32_t ARING_FLAG_WRITER_CLOSED
     uint32_t ARING_FLAG_WRITER_DIED
     uint32_t ARING_FLAG_READER_ATTACHED
+    uint32_t ARING_FLAG_RECORDS
+    uint32_t ARING_RECORD_HEADER
+    uint32_t ARING_RECORD_CLAIMED
+    uint32_t ARING_RECORD_COMMITTED
+    uint32_t ARING_RECORD_SKIPPED
     uint32_t ARING_SLOT_FREE
     uint32_t ARING_SLOT_CLAIMED
     uint32_t ARING_SLOT_ACTIVE
@@ -79,7 +84,15 @@ cdef extern from "includes/aring.h" nogil:
         aring_line_u64 notifier_writes
         aring_line_u64 dead_readers
         aring_owner writer
+        aring_line_u64 claim_position
         aring_slot slots[1]   # flexible array member in C
+
+    ctypedef struct aring_record:
+        uint64_t position
+        uint32_t length
+        uint32_t state
+
+    uint64_t aring_record_size(uint64_t length)
 
     size_t aring_header_bytes(size_t max_readers)
     uint64_t aring_slot_mask(uint32_t max_readers)
@@ -221,6 +234,7 @@ cdef class RingCore:
     cdef object _window
     cdef object _rwindow
     cdef bint _has_writer
+    cdef bint _records            # a RecordRing (records.pxi)
     cdef list _ends
 
     cdef int _check_open(self) except -1
@@ -277,6 +291,16 @@ cdef class WriterEnd(_End):
     cdef Py_ssize_t _reserved
 
     cdef Py_ssize_t _try_write(self, const char *src, Py_ssize_t n, bint partial) except -1
+
+
+cdef class RecordWriterEnd(_End):
+    cdef bint _closing            # close() was called; EOF once every claim is finished
+    cdef dict _open               # this end's open claims: position -> payload length
+
+    cdef int _check_claimable(self) except -1
+    cdef Py_ssize_t _claim_space(self, uint64_t c) except -2
+    cdef int _publish(self) except -1
+    cdef _end_stream(self)
 
 
 cdef class ReaderEnd(_End):

@@ -144,7 +144,7 @@ cdef class RingCore:
     """
 
     def __cinit__(self, capacity, *, readers=1, item_size=1, strategy="auto", path=None,
-                  notifier="auto"):
+                  notifier="auto", bint records=False):
         cdef Py_ssize_t i
         cdef aring_error e
         cdef aring_geometry *g
@@ -206,6 +206,9 @@ cdef class RingCore:
         g.item_size = item
         g.max_readers = nreaders
         g.strategy = self._buffer._strategy
+        if records:   # RecordRing passes no item_size: its records are bytes
+            g.flags = ARING_FLAG_RECORDS
+        self._records = records
         _record_owner(&self._hdr.writer)
         try:
             self._buffer.publish()
@@ -434,6 +437,7 @@ cdef class RingCore:
             "writer_waiting": <char *> &self._hdr.writer_waiting.flag - base,
             "readers_waiting": <char *> &self._hdr.readers_waiting.value - base,
             "writer_pid": <char *> &self._hdr.writer.pid - base,
+            "claim_position": <char *> &self._hdr.claim_position.value - base,
             "slots": <char *> first - base,
             "slot_size": <char *> &self._hdr.slots[1] - <char *> first,
             "slot_word": <char *> &first.word - <char *> first,

@@ -4,6 +4,8 @@ cdef class WriterEnd(_End):
     """The writer end's native part: ``aring.Writer`` adds the rest."""
 
     def __cinit__(self, RingCore core not None, *args, **kwargs):
+        if core._records:
+            raise TypeError("a RecordRing's writer is a RecordWriter: use ring.writer()")
         if core._has_writer:
             raise RuntimeError("the ring already has its writer end")
         core._has_writer = True

@@ -12,13 +12,14 @@
 
 #define ARING_LINE 64
 #define ARING_MAGIC 0x31474e4952415f41ULL /* "A_ARING1" little-endian */
-#define ARING_LAYOUT_VERSION 3u
+#define ARING_LAYOUT_VERSION 4u
 #define ARING_MAX_READERS 64
 
 /* header flags, changed with fetch_or */
 #define ARING_FLAG_WRITER_CLOSED 1u
 #define ARING_FLAG_WRITER_DIED 2u      /* set with WRITER_CLOSED: its process died first */
 #define ARING_FLAG_READER_ATTACHED 4u
+#define ARING_FLAG_RECORDS 8u             /* a RecordRing: the data is records (below) */
 
 /* reader slot states: the low 32 bits of a slot's word; the high 32 bits
  * count claims, so a slot freed and claimed again is never taken for the old
@@ -85,7 +86,8 @@ typedef struct {
     aring_line_u64 dead_readers;      /* line 5: slots freed because their process died */
     aring_owner writer;               /* line 6: the writer end's process */
     char _pad6[ARING_LINE - sizeof(aring_owner)];
-    aring_slot slots[];               /* lines 7..: one per reader slot */
+    aring_line_u64 claim_position;    /* line 7: RecordRing: the end of the claimed records */
+    aring_slot slots[];               /* lines 8..: one per reader slot */
 } aring_header;
 
 /* Everything is read back as untrusted input: a reader's distance from the
@@ -97,6 +99,29 @@ static inline uint64_t aring_slot_mask(uint32_t max_readers) {
 
 static inline size_t aring_header_bytes(size_t max_readers) {
     return sizeof(aring_header) + max_readers * sizeof(aring_slot);
+}
+
+/* A RecordRing's record: this header, then the payload, padded to a multiple
+ * of 8 bytes.  Producers claim space by moving claim_position (CAS), write the
+ * header (state CLAIMED; the position last, with release), fill the payload,
+ * then set the state to COMMITTED or SKIPPED.  Whoever finishes a record moves
+ * write_position over every finished record at its head, so readers (the byte
+ * ring's readers, unchanged) only ever see finished records.  `position` tells
+ * this lap's header from stale bytes of an earlier lap at the same offset, so
+ * nothing needs zeroing and any number of readers may read. */
+#define ARING_RECORD_HEADER 16u
+#define ARING_RECORD_CLAIMED 1u
+#define ARING_RECORD_COMMITTED 2u
+#define ARING_RECORD_SKIPPED 3u
+
+typedef struct {
+    uint64_t position;     /* the record's own position: valid only if it matches */
+    uint32_t length;       /* payload bytes */
+    uint32_t state;        /* ARING_RECORD_* */
+} aring_record;
+
+static inline uint64_t aring_record_size(uint64_t length) {
+    return ARING_RECORD_HEADER + ((length + 7u) & ~(uint64_t)7u);
 }
 
 #endif /* ARING_HEADER_H */

@@ -1,0 +1,434 @@
+# RecordRing's native part: claims that commit or abort, publishing finished
+# records to the readers, and splitting what a reader sees into records.
+#
+# The layout and the protocol are in includes/header.h.  Every field of a
+# record header is read and written at its offset modulo the capacity (first
+# half of the mapping), so with the copy strategy, whose halves are separate
+# memory, all parties agree on where a header lives; payloads are mirrored
+# before the state says "finished".  Everything read from a header is
+# untrusted: a record that cannot be right is reported as corruption.
+
+# The largest payload a record may have: the length field is 32 bits.
+cdef uint64_t _MAX_RECORD_FIELD = 0xFFFFFFF8
+
+# The longest a writer thread sleeps before it looks again (_wait_for_space).
+cdef double _RECORD_WAIT_SLICE = 0.05
+
+RECORD_HEADER = ARING_RECORD_HEADER
+RECORD_LENGTH_LIMIT = _MAX_RECORD_FIELD
+RECORD_WAIT_SLICE = _RECORD_WAIT_SLICE
+
+
+cdef inline uint64_t *_record_position(RingCore core, uint64_t position) noexcept nogil:
+    return <uint64_t *> (core._data + <Py_ssize_t> (position % core._cap))
+
+
+cdef inline uint32_t *_record_length(RingCore core, uint64_t position) noexcept nogil:
+    return <uint32_t *> (core._data + <Py_ssize_t> ((position + 8) % core._cap))
+
+
+cdef inline uint32_t *_record_state(RingCore core, uint64_t position) noexcept nogil:
+    return <uint32_t *> (core._data + <Py_ssize_t> ((position + 12) % core._cap))
+
+
+cdef inline uint64_t _largest_record(RingCore core) noexcept:
+    cdef uint64_t limit = core._cap - ARING_RECORD_HEADER
+    return limit if limit < _MAX_RECORD_FIELD else _MAX_RECORD_FIELD
+
+
+cdef class RecordWriterEnd(_End):
+    """The writer end of a RecordRing, native part: claims, commits, aborts.
+
+    Unlike a byte writer it may be used by many threads and tasks at once:
+    a claim moves the shared claim cursor with a CAS, and whoever finishes a
+    record publishes every finished record at the head.
+    """
+
+    def __cinit__(self, RingCore core not None, *args, **kwargs):
+        if not core._records:
+            raise TypeError("a RecordWriterEnd needs a RecordRing")
+        if core._has_writer:
+            raise RuntimeError("the ring already has its writer end")
+        core._has_writer = True
+        core._ends.append(self)
+        self._kind = "writer"
+        self._open = {}
+        _record_owner(&core._hdr.writer)
+
+    cdef _take_over(self):
+        _record_owner(&self._core._hdr.writer)
+
+    cdef int _notifier_rfd(self) noexcept:
+        return self._core._writer_rfd
+
+    cdef int _notifier_wfd(self) noexcept:
+        return self._core._writer_wfd
+
+    cdef bint _foreign_peer(self) noexcept:
+        return self._core._foreign_readers()
+
+    cdef int _check_peers(self) except -1:
+        if self._core._reap_dead_readers():
+            aring_notifier_signal(self._core._notifier, self._core._writer_wfd)
+        return 0
+
+    cdef int _check_claimable(self) except -1:
+        """As _check_usable, without the one-user rule: many threads may claim."""
+        if self._core._closed:
+            raise ClosedResourceError("the ring is closed")
+        if self._closed:
+            raise ClosedResourceError("this writer is closed")
+        if self._generation != aring_fork_generation():
+            raise ForkedError(
+                "this writer was inherited through fork(); call reattach() in this process "
+                "to take it over"
+            )
+        return 0
+
+    cdef Py_ssize_t _claim_space(self, uint64_t c) except -2:
+        """Free bytes past the claim cursor ``c`` (as RingCore._space from the write cursor)."""
+        cdef RingCore core = self._core
+        cdef aring_header *h = core._hdr
+        cdef uint64_t lag
+        cdef int active
+        if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
+            if c > core._cap:
+                raise core._corrupt(
+                    f"the claim position is {c} before any reader joined, past the capacity "
+                    f"({core._cap})"
+                )
+            return <Py_ssize_t> (core._cap - c)
+        active = _scan_readers(h, core._max_readers, -1, c, core._cap, True, &lag)
+        if active < 0:
+            raise core._corrupt_slot(-1 - active, c)
+        if active == 0:
+            raise BrokenResourceError("every reader of the ring has closed")
+        return <Py_ssize_t> (core._cap - lag)
+
+    cdef bint _ready_nogil(self, Py_ssize_t need) noexcept nogil:
+        cdef aring_header *h = self._core._hdr
+        cdef uint64_t cap = self._core._cap
+        cdef uint64_t c, lag
+        cdef int active
+        if self._closed or self._core._closed:
+            return True
+        c = aring_load_acquire_u64(&h.claim_position.value)
+        if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
+            return c > cap or cap - c >= <uint64_t> need
+        active = _scan_readers(h, self._core._max_readers, -1, c, cap, True, &lag)
+        if active <= 0:
+            return True
+        return cap - lag >= <uint64_t> need
+
+    @property
+    def max_record(self):
+        """The largest payload a record may have in this ring."""
+        return _largest_record(self._core)
+
+    def _size_of(self, n):
+        """Bytes a record of ``n`` payload bytes takes (ValueError if it can never fit)."""
+        cdef Py_ssize_t length
+        if type(n) is int and 0 <= n < (1 << 62):
+            length = n
+        else:
+            length = _as_size(n, "n")
+            if length < 0:
+                raise ValueError(f"a record's length must be >= 0, got {n}")
+        if <uint64_t> length > _largest_record(self._core):
+            raise ValueError(
+                f"a record of {length} bytes does not fit: the largest this ring holds is "
+                f"{_largest_record(self._core)} bytes (capacity {self._core._cap} minus a "
+                f"{ARING_RECORD_HEADER}-byte header)"
+            )
+        return aring_record_size(length)
+
+    def _try_claim(self, Py_ssize_t length):
+        """Claim a record of ``length`` payload bytes: its position, or None when it does not fit now.
+
+        ``length`` was checked by ``_size_of``.
+        """
+        cdef RingCore core = self._core
+        cdef aring_header *h
+        cdef uint64_t size = aring_record_size(length)
+        cdef uint64_t c
+        self._check_claimable()
+        h = core._hdr
+        while True:
+            c = aring_load_acquire_u64(&h.claim_position.value)
+            if <uint64_t> self._claim_space(c) < size:
+                return None
+            if aring_cas_u64(&h.claim_position.value, c, c + size):
+                break
+        _record_length(core, c)[0] = <uint32_t> length
+        _record_state(core, c)[0] = ARING_RECORD_CLAIMED
+        aring_store_release_u64(_record_position(core, c), c)   # the header is this lap's now
+        self._open[c] = length
+        return c
+
+    def _claim_view(self, uint64_t position):
+        """The writable view of an open claim's payload (released when it is finished)."""
+        cdef RingCore core = self._core
+        length = self._open.get(position)
+        if length is None:
+            raise ValueError("not an open claim")
+        # Right after the header in the window (maybe past the end: the
+        # double mapping, or the copy strategy's mirror at commit, makes it so).
+        view = core._view(<Py_ssize_t> (position % core._cap + ARING_RECORD_HEADER), length, True)
+        self._views.append(view)
+        return view
+
+    def _finish(self, uint64_t position, bint commit, view=None):
+        """Commit or abort the open claim at ``position``; True if it was committed.
+
+        False when the claim had been aborted already (the writer or the
+        ring was closed under it).  ``view``, if given, is released first:
+        the payload must not change once readers may see it.
+        """
+        cdef RingCore core = self._core
+        cdef uint64_t size
+        cdef uint32_t *state
+        cdef Py_ssize_t off
+        if view is not None:
+            try:
+                view.release()
+            except BufferError:
+                pass   # exported further by its user: the ring stays mapped for it
+            try:
+                self._views.remove(view)
+            except ValueError:
+                pass
+        length = self._open.pop(position, None)
+        if length is None or core._closed:
+            return False
+        size = aring_record_size(length)
+        state = _record_state(core, position)
+        if (aring_load_acquire_u64(_record_position(core, position)) != position
+                or aring_load_acquire_u32(state) != ARING_RECORD_CLAIMED):
+            raise core._corrupt(f"the header of the open claim at position {position} changed")
+        if core._mirrored:
+            off = <Py_ssize_t> (position % core._cap)
+            if off + ARING_RECORD_HEADER > core._cap:
+                # Header fields past the end were written at the start (where
+                # everyone reads them); the mirror copies from the other side.
+                memcpy(core._data + core._cap, core._data, off + ARING_RECORD_HEADER - core._cap)
+            core._buffer._mirror(off, <Py_ssize_t> size)
+        aring_store_seqcst_u32(state, ARING_RECORD_COMMITTED if commit else ARING_RECORD_SKIPPED)
+        self._publish()
+        return commit
+
+    cdef int _publish(self) except -1:
+        """Move the write cursor over every finished record at the head; wake readers.
+
+        Any party may run this at any time: the CAS on the write cursor makes
+        each record published once.  A record not finished yet (or whose
+        header its claimer has not written yet) stops it; that record's
+        finisher publishes it and what follows (the seq_cst store of its state
+        and the seq_cst loads here see each other).
+        """
+        cdef RingCore core = self._core
+        cdef aring_header *h = core._hdr
+        cdef uint64_t cap = core._cap
+        cdef uint64_t w, c, size
+        cdef uint32_t state
+        cdef bint moved = False
+        while True:
+            aring_fence_seqcst()
+            w = aring_load_acquire_u64(&h.write_position.value)
+            c = aring_load_acquire_u64(&h.claim_position.value)
+            if w == c:
+                break
+            if c - w > cap:
+                raise core._corrupt(
+                    f"the claim position ({c}) is more than the capacity ({cap}) past the write "
+                    f"position ({w})"
+                )
+            if aring_load_acquire_u64(_record_position(core, w)) != w:
+                break   # claimed, its header not written yet
+            state = aring_load_acquire_u32(_record_state(core, w))
+            if state == ARING_RECORD_CLAIMED:
+                break
+            size = aring_record_size(_record_length(core, w)[0])
+            if (state != ARING_RECORD_COMMITTED and state != ARING_RECORD_SKIPPED) or size > c - w:
+                raise core._corrupt(
+                    f"the record at position {w} has state {state} and length "
+                    f"{_record_length(core, w)[0]}, with claims up to {c}"
+                )
+            if aring_cas_u64(&h.write_position.value, w, w + size):
+                moved = True
+        if moved:
+            core._wake_readers(False)
+        if self._closing and w == c:
+            self._end_stream()
+        return 0
+
+    cdef _end_stream(self):
+        if self._core._hdr.writer.pid == _my_pid():
+            aring_fetch_or_u32(&self._core._hdr.geometry.flags, ARING_FLAG_WRITER_CLOSED)
+            self._core._wake_readers(True)
+
+    cdef _leave(self):
+        # Claims still open are aborted (their views were released: nothing
+        # more can be written into them); readers see the end of stream once
+        # every record claimed before is published.
+        cdef RingCore core = self._core
+        cdef uint64_t position
+        self._closing = True
+        for position, length in list(self._open.items()):
+            try:
+                self._finish(position, False)
+            except BrokenResourceError:
+                pass   # a corrupt header: the readers will say so
+        try:
+            self._publish()
+        except BrokenResourceError:
+            pass
+        aring_notifier_signal(core._notifier, core._writer_wfd)
+
+    def writable(self):
+        """Bytes free for claims right now."""
+        self._check_claimable()
+        return self._claim_space(aring_load_acquire_u64(&self._core._hdr.claim_position.value))
+
+    def arm(self, n=1):
+        """Ask for a wakeup once ``n`` bytes are free for claims; False if they already are."""
+        cdef Py_ssize_t need = self._need_arg(n)
+        cdef RingCore core = self._core
+        cdef aring_header *h
+        self._check_claimable()
+        self._check_notifier()
+        h = core._hdr
+        if self._claim_space(aring_load_acquire_u64(&h.claim_position.value)) >= need:
+            return False
+        aring_store_release_u64(
+            &h.writer_waiting.wake_at,
+            aring_load_acquire_u64(&h.claim_position.value) + need - core._cap,
+        )
+        aring_exchange_u32(&h.writer_waiting.flag, 1)
+        return self._claim_space(aring_load_acquire_u64(&h.claim_position.value)) < need
+
+    def _ready(self, Py_ssize_t n):
+        self._check_claimable()
+        return self._ready_nogil(n)
+
+    def _wait_for_space(self, Py_ssize_t need, timeout):
+        """Block (GIL released) until ``need`` bytes are free or news is; False on timeout.
+
+        Several threads may wait at once: each sleep is cut short so that a
+        wakeup another waiter drained from the shared notifier costs at most
+        a slice, never a hang.
+        """
+        cdef double limit = _as_timeout(timeout)
+        cdef double deadline = _time.monotonic() + limit if limit >= 0 else 0.0
+        cdef double left
+        cdef int fd
+        self._check_notifier()
+        while self.arm(need):
+            if self._peers_due():
+                self._check_peers()
+                continue
+            left = _RECORD_WAIT_SLICE
+            if limit >= 0:
+                left = min(left, deadline - _time.monotonic())
+                if left <= 0:
+                    return False
+            fd = self._core._writer_rfd
+            if _poll(self._core, fd, left):
+                aring_notifier_drain(self._core._notifier, fd)
+        return True
+
+    @property
+    def open_claims(self):
+        """Claims of this end not committed or aborted yet."""
+        return len(self._open)
+
+    def close(self):
+        """No new claims; open ones are aborted; readers see EOF after the last record."""
+        _End.close(self)
+
+
+cdef int _check_record_reader(ReaderEnd reader) except -1:
+    if not reader._core._records:
+        raise TypeError("this reader does not belong to a RecordRing")
+    reader._check_usable()
+    return 0
+
+
+cdef uint64_t _record_at(RingCore core, uint64_t p, Py_ssize_t avail, uint32_t *state) except 0:
+    """The size of the finished record at position ``p`` within ``avail`` readable bytes."""
+    cdef uint64_t size
+    cdef uint32_t length
+    if aring_load_acquire_u64(_record_position(core, p)) != p:
+        raise core._corrupt(f"no record header at position {p}, where the next record must be")
+    state[0] = aring_load_acquire_u32(_record_state(core, p))
+    length = _record_length(core, p)[0]
+    size = aring_record_size(length)
+    if (state[0] != ARING_RECORD_COMMITTED and state[0] != ARING_RECORD_SKIPPED) or size > <uint64_t> avail:
+        raise core._corrupt(
+            f"the record at position {p} has state {state[0]} and length {length}, with "
+            f"{avail} bytes published from there"
+        )
+    return size
+
+
+def _record_batch(ReaderEnd reader not None, Py_ssize_t max_records):
+    """The committed records readable now: ``([views], bytes they span, at EOF)``.
+
+    The views are lent as ``try_peek``'s are: released by the reader's next
+    ``consume``, which the caller makes with the bytes spanned (aborted
+    records in between are skipped).  At most ``max_records`` views.
+    """
+    cdef RingCore core = reader._core
+    cdef bint eof
+    cdef Py_ssize_t avail, spanned = 0
+    cdef uint64_t r, p, size
+    cdef uint32_t state
+    cdef list out = []
+    _check_record_reader(reader)
+    avail = reader._readable(&eof)
+    r = aring_load_relaxed_u64(&core._hdr.slots[reader._slot].position)
+    while spanned < avail and len(out) < max_records:
+        p = r + <uint64_t> spanned
+        size = _record_at(core, p, avail - spanned, &state)
+        if state == ARING_RECORD_COMMITTED:
+            out.append(reader._hand_out(
+                <Py_ssize_t> ((p + ARING_RECORD_HEADER) % core._cap),
+                _record_length(core, p)[0],
+                False,
+            ))
+        spanned += <Py_ssize_t> size
+    return out, spanned, eof and spanned == avail
+
+
+def _record_read(ReaderEnd reader not None):
+    """The next committed record as bytes (consumed), None if there is none yet.
+
+    Aborted records on the way are consumed too.  EndOfStream (or the
+    writer's death) once the writer closed and everything was read.
+    """
+    cdef RingCore core = reader._core
+    cdef bint eof
+    cdef Py_ssize_t avail, spanned = 0
+    cdef uint64_t r, p, size
+    cdef uint32_t state, length
+    _check_record_reader(reader)
+    avail = reader._readable(&eof)
+    r = aring_load_relaxed_u64(&core._hdr.slots[reader._slot].position)
+    while spanned < avail:
+        p = r + <uint64_t> spanned
+        size = _record_at(core, p, avail - spanned, &state)
+        spanned += <Py_ssize_t> size
+        if state == ARING_RECORD_COMMITTED:
+            length = _record_length(core, p)[0]
+            data = PyBytes_FromStringAndSize(NULL, length)
+            core._copy_out(p + ARING_RECORD_HEADER, PyBytes_AS_STRING(data), length)
+            if reader._closed or core._closed:
+                raise ClosedResourceError("the reader was closed during the copy")
+            reader._take_back_views()
+            reader._advance(spanned)
+            return data
+    if spanned:
+        reader._take_back_views()
+        reader._advance(spanned)
+    if eof:
+        raise reader._end_of_stream()
+    return None

@@ -1,0 +1,475 @@
+"""RecordRing: claims that commit or abort, records in order, many producers, every reader.
+
+The async tests run on asyncio, asyncio+uvloop and trio; the thread tests
+are bounded by timeouts; a Hypothesis model drives random claims, commits,
+aborts and receives across the wrap on every strategy.
+"""
+
+from __future__ import annotations
+
+import gc
+import mmap
+import os
+import random
+import struct
+import threading
+import zlib
+
+import anyio
+import pytest
+from anyio import (
+    BrokenResourceError,
+    BusyResourceError,
+    ClosedResourceError,
+    EndOfStream,
+    WouldBlock,
+    create_task_group,
+    wait_all_tasks_blocked,
+)
+from conftest import STRATEGIES
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+import aring
+from aring._native import PAGE_SIZE, RECORD_HEADER
+
+# -- one thread, nonblocking -------------------------------------------------------------
+
+
+def test_records_arrive_whole_in_order_and_aborted_ones_are_skipped() -> None:
+    with aring.RecordRing(4096) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        writer.send_nowait(b"first")
+        claim = writer.try_claim(6)
+        assert claim is not None and len(claim.view) == 6
+        claim.view[:] = b"second"
+        claim.commit()
+        dropped = writer.try_claim(3)
+        assert dropped is not None
+        dropped.abort()
+        writer.send_nowait(b"")  # an empty record is a record
+        with writer.try_claim(4) as view:  # type: ignore[union-attr]
+            view[:] = b"last"
+        assert [reader.receive_nowait() for _ in range(4)] == [b"first", b"second", b"", b"last"]
+        with pytest.raises(WouldBlock):
+            reader.receive_nowait()
+
+
+def test_a_claim_left_by_an_exception_or_dropped_is_aborted() -> None:
+    with aring.RecordRing(4096) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        with pytest.raises(RuntimeError), writer.try_claim(3) as view:  # type: ignore[union-attr]
+            view[:] = b"bad"
+            raise RuntimeError
+        claim = writer.try_claim(4)
+        assert claim is not None
+        claim.view[:] = b"lost"
+        del claim, view
+        gc.collect()
+        assert writer.open_claims == 0
+        writer.send_nowait(b"kept")
+        assert reader.receive_nowait() == b"kept"
+
+
+def test_a_finished_claim_cannot_be_written_or_finished_again() -> None:
+    with aring.RecordRing(4096) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        claim = writer.try_claim(2)
+        assert claim is not None
+        view = claim.view
+        claim.commit()
+        with pytest.raises(ValueError, match="released"):
+            view[0] = 1  # readers may see it now: it must not change
+        with pytest.raises(ValueError, match="already committed or aborted"):
+            claim.commit()
+        with pytest.raises(ValueError, match="already committed or aborted"):
+            claim.abort()
+        assert len(reader.receive_nowait()) == 2  # old bytes: a claim is not cleared
+
+
+def test_record_sizes_are_checked_up_front() -> None:
+    with aring.RecordRing(4096) as ring:
+        writer = ring.writer()
+        assert ring.max_record == 4096 - RECORD_HEADER
+        with pytest.raises(ValueError, match="the largest this ring holds is 4080 bytes"):
+            writer.try_claim(4081)
+        with pytest.raises(ValueError, match="largest this ring holds"):
+            writer.send_nowait(b"x" * 5000)
+        with pytest.raises(ValueError, match=">= 0"):
+            writer.try_claim(-1)
+        with pytest.raises(TypeError):
+            writer.try_claim("3")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="bytes-like"):
+            writer.send_nowait("text")  # type: ignore[arg-type]
+        assert writer.try_claim(4080) is not None  # the largest fits, once
+
+
+def test_a_full_ring_says_so_and_frees_room_as_records_are_read() -> None:
+    with aring.RecordRing(4096) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        sent = 0
+        while True:
+            try:
+                writer.send_nowait(b"r" * 100)  # 16 + 104 bytes each
+            except WouldBlock:
+                break
+            sent += 1
+        assert sent == 4096 // 120
+        assert reader.receive_nowait() == b"r" * 100
+        writer.send_nowait(b"s" * 100)
+        got = [reader.receive_nowait() for _ in range(sent)]
+        assert got[-1] == b"s" * 100
+
+
+def test_one_producer_has_one_claim_open_at_a_time_several_producers_many() -> None:
+    with aring.RecordRing(4096) as ring:
+        writer = ring.writer()
+        first = writer.try_claim(1)
+        with pytest.raises(BusyResourceError, match="multi_producer=True"):
+            writer.try_claim(1)
+        assert first is not None
+        first.commit()
+        assert writer.try_claim(1) is not None
+    with aring.RecordRing(4096, multi_producer=True) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        claims = [writer.try_claim(1) for _ in range(3)]
+        for index, claim in reversed(list(enumerate(claims))):  # finished out of order
+            assert claim is not None
+            claim.view[0] = index
+            claim.commit()
+            if index:
+                with pytest.raises(WouldBlock):  # the first claim holds the others back
+                    reader.receive_nowait()
+        assert [reader.receive_nowait() for _ in range(3)] == [b"\0", b"\1", b"\2"]
+
+
+def test_closing_the_writer_drops_open_claims_and_ends_the_stream_after_the_rest() -> None:
+    with aring.RecordRing(4096, multi_producer=True) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        writer.send_nowait(b"before")
+        open_claim = writer.try_claim(5)
+        assert open_claim is not None
+        writer.close()
+        with pytest.raises(ClosedResourceError, match="record was dropped"):
+            open_claim.commit()
+        with pytest.raises(ClosedResourceError):
+            writer.try_claim(1)
+        assert reader.receive_nowait() == b"before"
+        with pytest.raises(EndOfStream):
+            reader.receive_nowait()
+
+
+def test_batch_views_are_lent_until_the_next_call() -> None:
+    with aring.RecordRing(4096) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        for data in (b"a", b"bb", b"ccc"):
+            writer.send_nowait(data)
+        batch = reader.try_receive_batch()
+        assert [bytes(v) for v in batch] == [b"a", b"bb", b"ccc"]
+        assert batch[0].readonly
+        assert reader.try_receive_batch() == []
+        with pytest.raises(ValueError, match="released"):
+            bytes(batch[1])
+        writer.send_nowait(b"d")
+        writer.send_nowait(b"e")
+        assert [bytes(v) for v in reader.try_receive_batch(max_records=1)] == [b"d"]
+        assert reader.receive_nowait() == b"e"
+        with pytest.raises(ValueError, match="max_records must be >= 1"):
+            reader.try_receive_batch(0)
+
+
+def test_every_reader_sees_every_record() -> None:
+    with aring.RecordRing(4096, readers=3) as ring:
+        writer = ring.writer()
+        readers = [ring.reader() for _ in range(3)]
+        records = [os.urandom(n) for n in (0, 1, 7, 8, 9, 300)]
+        for record in records:
+            writer.send_nowait(record)
+        for reader in readers:
+            assert [reader.receive_nowait() for _ in records] == records
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_records_across_the_wrap_are_whole_on_every_strategy(strategy: str) -> None:
+    rng = random.Random(7)
+    with aring.RecordRing(PAGE_SIZE, strategy=strategy) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        for _ in range(2000):
+            record = rng.randbytes(rng.randrange(0, 300))
+            writer.send_nowait(record)
+            if rng.random() < 0.3:
+                writer.try_claim(rng.randrange(0, 50)).abort()  # type: ignore[union-attr]
+            assert reader.receive_nowait() == record
+
+
+def test_a_corrupt_record_header_is_an_error_not_a_crash() -> None:
+    """The header is shared memory: a length past what was published is refused, not used."""
+    with aring.RecordRing(4096, strategy="shm") as ring:
+        writer, reader = ring.writer(), ring.reader()
+        writer.send_nowait(b"x" * 10)
+        with mmap.mmap(ring.buffer.fileno(), ring._layout()["data"] + ring.capacity) as shared:
+            length_field = ring._layout()["data"] + 8  # the first record's length
+            shared[length_field : length_field + 4] = struct.pack("<I", 1 << 30)
+        with pytest.raises(BrokenResourceError, match="length 1073741824"):
+            reader.receive_nowait()
+        with pytest.raises(BrokenResourceError, match="length 1073741824"):
+            reader.try_receive_batch()
+
+
+def test_a_byte_writer_is_refused_on_a_record_ring() -> None:
+    with aring.RecordRing(4096) as ring, pytest.raises(TypeError, match="RecordWriter"):
+        aring.Writer(ring)  # type: ignore[arg-type]
+
+
+# -- threads ---------------------------------------------------------------------------
+
+
+def _record(producer: int, sequence: int, rng: random.Random) -> bytes:
+    body = rng.randbytes(rng.randrange(0, 200))
+    head = struct.pack("<HI", producer, sequence) + body
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def test_eight_producer_threads_each_keep_their_order_and_lose_nothing() -> None:
+    producers, count = 8, 4000
+    with aring.RecordRing(1 << 16, multi_producer=True) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        failures: list[BaseException] = []
+
+        def produce(producer: int) -> None:
+            rng = random.Random(producer)
+            try:
+                for sequence in range(count):
+                    writer.sync.send(_record(producer, sequence, rng), timeout=30)
+            except BaseException as exc:  # reported by the test
+                failures.append(exc)
+
+        threads = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+        for thread in threads:
+            thread.start()
+        following = [0] * producers
+        for _ in range(producers * count):
+            record = reader.sync.receive(timeout=30)
+            head, crc = record[:-4], struct.unpack("<I", record[-4:])[0]
+            assert zlib.crc32(head) == crc
+            producer, sequence = struct.unpack("<HI", head[:6])
+            assert sequence == following[producer]
+            following[producer] += 1
+        for thread in threads:
+            thread.join(30)
+        assert not failures
+        assert following == [count] * producers
+        with pytest.raises(WouldBlock):
+            reader.receive_nowait()
+
+
+def test_a_thread_waiting_for_room_times_out_and_claims_nothing() -> None:
+    with aring.RecordRing(4096) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        writer.send_nowait(b"x" * 4000)
+        with pytest.raises(TimeoutError, match="claim"):
+            writer.sync.claim(100, timeout=0.05)
+        assert writer.open_claims == 0
+        assert reader.receive_nowait() == b"x" * 4000
+
+
+# -- async, on every loop ------------------------------------------------------------
+
+pytestmark_anyio = pytest.mark.anyio
+
+
+@pytestmark_anyio
+async def test_async_round_trip_across_the_wrap_with_a_slow_reader() -> None:
+    rng = random.Random(3)
+    records = [rng.randbytes(rng.randrange(0, 900)) for _ in range(500)]
+    with anyio.fail_after(30):
+        async with aring.open_records(PAGE_SIZE) as (writer, reader):
+
+            async def produce() -> None:
+                for record in records:
+                    await writer.send(record)
+                await writer.aclose()
+
+            got = []
+            async with create_task_group() as tg:
+                tg.start_soon(produce)
+                async for record in reader:
+                    got.append(record)
+            assert got == records
+
+
+@pytestmark_anyio
+async def test_many_tasks_produce_and_one_batches() -> None:
+    with anyio.fail_after(30):
+        async with aring.open_records(PAGE_SIZE, multi_producer=True) as (writer, reader):
+
+            async def produce(producer: int) -> None:
+                for sequence in range(300):
+                    await writer.send(struct.pack("<HI", producer, sequence) * (sequence % 7))
+
+            following = [0] * 4
+            async with create_task_group() as tg:
+                for producer in range(4):
+                    tg.start_soon(produce, producer)
+                received = 0
+                while received < 4 * 300:
+                    for view in await reader.receive_batch():
+                        if len(view):
+                            producer, sequence = struct.unpack("<HI", view[:6])
+                        else:
+                            producer = next(p for p in range(4) if following[p] % 7 == 0)
+                            sequence = following[producer]
+                        assert sequence == following[producer]
+                        following[producer] += 1
+                        received += 1
+            assert following == [300] * 4
+
+
+@pytestmark_anyio
+async def test_a_cancelled_receive_consumes_nothing_and_a_cancelled_claim_claims_nothing() -> None:
+    with anyio.fail_after(10):
+        async with aring.open_records(4096) as (writer, reader):
+            with anyio.move_on_after(0.05):
+                await reader.receive()
+            writer.send_nowait(b"x" * 4000)  # full: a claim must wait
+            with anyio.CancelScope() as scope:
+                async with create_task_group() as tg:
+                    tg.start_soon(writer.claim, 100)
+                    await wait_all_tasks_blocked()
+                    scope.cancel()
+            assert writer.open_claims == 0
+            assert await reader.receive() == b"x" * 4000
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await reader.receive()  # cancelled at its checkpoint
+            claim = await writer.claim(100)  # room now
+            claim.view[:] = b"z" * 100
+            claim.commit()
+            assert await reader.receive() == b"z" * 100
+
+
+@pytestmark_anyio
+async def test_a_claim_waits_for_room_and_gets_it_when_the_reader_reads() -> None:
+    with anyio.fail_after(10):
+        async with aring.open_records(4096) as (writer, reader):
+            writer.send_nowait(b"x" * 4000)
+            got: list[bytes] = []
+
+            async def read_later() -> None:
+                await wait_all_tasks_blocked()
+                got.append(await reader.receive())
+
+            async with create_task_group() as tg:
+                tg.start_soon(read_later)
+                await writer.send(b"y" * 500)
+            assert got == [b"x" * 4000]
+            assert await reader.receive() == b"y" * 500
+
+
+@pytestmark_anyio
+async def test_a_reader_waiting_on_a_closed_writer_sees_the_end() -> None:
+    with anyio.fail_after(10):
+        async with aring.open_records(4096) as (writer, reader):
+
+            async def close_later() -> None:
+                await wait_all_tasks_blocked()
+                await writer.aclose()
+
+            async with create_task_group() as tg:
+                tg.start_soon(close_later)
+                with pytest.raises(EndOfStream):
+                    await reader.receive_batch()
+
+
+# -- the model -------------------------------------------------------------------------
+
+
+class RecordModel(RuleBasedStateMachine):
+    """Claims, commits, aborts and receives against a list of committed records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ring: aring.RecordRing | None = None
+        self.open: list[tuple[aring.Claim, bytes]] = []  # in claim order
+        self.delivered: list[bytes] = []  # what the reader will see, in claim order
+        self.finished: dict[int, bytes | None] = {}  # claim index -> record, None if aborted
+        self.claimed = 0
+        self.received = 0
+
+    @initialize(strategy=st.sampled_from(STRATEGIES), pages=st.integers(1, 2))
+    def create(self, strategy: str, pages: int) -> None:
+        self.ring = aring.RecordRing(pages * PAGE_SIZE, multi_producer=True, strategy=strategy)
+        self.writer, self.reader = self.ring.writer(), self.ring.reader()
+        self.index: dict[int, int] = {}
+
+    def teardown(self) -> None:
+        self.open.clear()
+        if self.ring is not None:
+            self.ring.close()
+
+    @rule(data=st.binary(max_size=700))
+    def claim(self, data: bytes) -> None:
+        claim = self.writer.try_claim(len(data))
+        if claim is None:
+            return
+        claim.view[:] = data
+        self.index[id(claim)] = self.claimed
+        self.claimed += 1
+        self.open.append((claim, data))
+
+    @precondition(lambda self: self.open)
+    @rule(pick=st.integers(0, 100), commit=st.booleans())
+    def finish(self, pick: int, commit: bool) -> None:
+        claim, data = self.open.pop(pick % len(self.open))
+        index = self.index.pop(id(claim))
+        if commit:
+            claim.commit()
+            self.finished[index] = data
+        else:
+            claim.abort()
+            self.finished[index] = None
+
+    @rule()
+    def receive(self) -> None:
+        try:
+            got: bytes | None = self.reader.receive_nowait()
+        except WouldBlock:
+            got = None
+        expected = self._next_published()
+        assert got == expected
+
+    @rule(limit=st.integers(1, 5))
+    def receive_batch(self, limit: int) -> None:
+        views = self.reader.try_receive_batch(limit)
+        for view in views:
+            assert bytes(view) == self._next_published()
+        if len(views) < limit:
+            assert self._next_published(peek=True) is None
+
+    def _next_published(self, peek: bool = False) -> bytes | None:
+        """The next committed record the reader may see: only finished records at the head count."""
+        index = self.received
+        while index in self.finished and self.finished[index] is None:
+            index += 1
+        if index not in self.finished:
+            if not peek:
+                self.received = index  # the aborted ones were passed
+            return None
+        if not peek:
+            self.received = index + 1
+        return self.finished[index]
+
+    @invariant()
+    def nothing_open_is_lost(self) -> None:
+        if self.ring is not None:
+            assert self.writer.open_claims == len(self.open)
+
+
+RecordModel.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestRecordModel = RecordModel.TestCase
