@@ -217,6 +217,31 @@ def test_a_corrupt_record_header_is_an_error_not_a_crash() -> None:
             reader.try_receive_batch()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_cannot_produce_yet_and_says_so() -> None:
+    """Producers in other processes are not supported yet: a clear error, not a lost stream."""
+    with aring.RecordRing(4096) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                try:
+                    writer.send_nowait(b"child")
+                except aring.ForkedError as exc:
+                    if "not supported yet" in str(exc):
+                        try:
+                            writer.reattach()
+                        except aring.ForkedError:
+                            code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        writer.send_nowait(b"parent")  # the parent's writer is untouched
+        assert reader.receive_nowait() == b"parent"
+
+
 def test_a_byte_writer_is_refused_on_a_record_ring() -> None:
     with aring.RecordRing(4096) as ring, pytest.raises(TypeError, match="RecordWriter"):
         aring.Writer(ring)  # type: ignore[arg-type]

@@ -80,10 +80,18 @@ cdef class RecordWriterEnd(_End):
             raise ClosedResourceError("this writer is closed")
         if self._generation != aring_fork_generation():
             raise ForkedError(
-                "this writer was inherited through fork(); call reattach() in this process "
-                "to take it over"
+                "this RecordRing writer was inherited through fork(); producers in other "
+                "processes are not supported yet (claims from this process would be lost "
+                "when either process closes the writer)"
             )
         return 0
+
+    def reattach(self):
+        """Not supported yet for a RecordRing's writer (see ``_check_claimable``)."""
+        raise ForkedError(
+            "a RecordRing writer cannot be taken over in another process yet: producers in "
+            "other processes are not supported"
+        )
 
     cdef Py_ssize_t _claim_space(self, uint64_t c) except -2:
         """Free bytes past the claim cursor ``c`` (as RingCore._space from the write cursor)."""
