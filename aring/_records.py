@@ -300,16 +300,15 @@ class RecordWriter(_native.RecordWriterEnd, _TaskSide, ObjectSendStream[bytes]):
 
     def send_nowait(self, item: Buffer) -> None:
         """Copy ``item`` in as one record now, or ``anyio.WouldBlock`` when it does not fit yet."""
-        view = _record_view(item)
-        claim = self.try_claim(len(view))
-        if claim is None:
+        if not self._try_send(item):
             raise WouldBlock
-        _fill_and_commit(claim, view)
 
     async def send(self, item: Buffer) -> None:
         """Copy ``item`` in as one record, waiting for room.  Cancelled: nothing was sent."""
-        view = _record_view(item)
-        _fill_and_commit(await self.claim(len(view)), view)
+        size = self._size_of(_record_length(item))
+        await checkpoint_within(self._budget)
+        while not self._try_send(item):
+            await self._wait_for_room(current_backend(), size)
 
     def close(self) -> None:
         """No new claims; open ones are aborted; readers see the end after the last record."""
@@ -325,23 +324,13 @@ class RecordWriter(_native.RecordWriterEnd, _TaskSide, ObjectSendStream[bytes]):
         }
 
 
-def _record_view(item: Buffer) -> memoryview:
+def _record_length(item: Buffer) -> int:
     try:
-        view = memoryview(item)
+        with memoryview(item) as view:
+            return view.nbytes
     except TypeError:
-        raise TypeError(
-            f"a record must be a bytes-like object, not {type(item).__name__}"
-        ) from None
-    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
-
-
-def _fill_and_commit(claim: Claim, data: memoryview) -> None:
-    try:
-        claim.view[:] = data
-    except BaseException:
-        claim.abort()
-        raise
-    claim.commit()
+        kind = type(item).__name__
+        raise TypeError(f"a record must be a bytes-like object, not {kind}") from None
 
 
 class SyncRecordWriter:
@@ -371,9 +360,18 @@ class SyncRecordWriter:
                     raise _timed_out(f"claim({n})", timeout)
 
     def send(self, data: Buffer, timeout: float | None = None) -> None:
-        """Copy ``data`` in as one record, waiting for room."""
-        view = _record_view(data)
-        _fill_and_commit(self.claim(len(view), timeout), view)
+        """Copy ``data`` in as one record, waiting for room; TimeoutError after ``timeout`` s."""
+        end = self._end
+        if end._try_send(data):
+            return
+        size = end._size_of(_record_length(data))
+        _check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with end._thread_sleep:  # one thread sleeps on the notifier at a time
+            while not end._try_send(data):
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not end._wait_for_space(size, left):
+                    raise _timed_out("send", timeout)
 
 
 class RecordReader(ObjectReceiveStream[bytes]):

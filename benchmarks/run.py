@@ -28,6 +28,7 @@ import http_server  # noqa: E402
 import inproc  # noqa: E402
 import latency  # noqa: E402
 import process_to_process  # noqa: E402
+import records  # noqa: E402
 import relay  # noqa: E402
 import thread_to_task  # noqa: E402
 import wake  # noqa: E402
@@ -62,6 +63,8 @@ def plans(quick: bool) -> dict[str, Callable[[Callable[[str], None]], Scenario]]
             65536, 128 if quick else 1024, 1 if quick else 3, p
         ),
         "wake-latency": lambda p: wake.scenario(200 if quick else 2000, 1 if quick else 3, p),
+        "records-64": lambda p: records.scenario(64, 20_000 if quick else 500_000, r, p),
+        "records-1024": lambda p: records.scenario(1024, 20_000 if quick else 200_000, r, p),
     }
 
 

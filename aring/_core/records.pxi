@@ -150,10 +150,10 @@ cdef class RecordWriterEnd(_End):
             )
         return aring_record_size(length)
 
-    def _try_claim(self, Py_ssize_t length):
-        """Claim a record of ``length`` payload bytes: its position, or None when it does not fit now.
+    cdef bint _claim_at(self, Py_ssize_t length, uint64_t *position) except -1:
+        """Move the claim cursor over a record of ``length`` bytes and write its header.
 
-        ``length`` was checked by ``_size_of``.
+        False when it does not fit now.  ``length`` was checked (``_size_of``).
         """
         cdef RingCore core = self._core
         cdef aring_header *h
@@ -164,14 +164,69 @@ cdef class RecordWriterEnd(_End):
         while True:
             c = aring_load_acquire_u64(&h.claim_position.value)
             if <uint64_t> self._claim_space(c) < size:
-                return None
+                return False
             if aring_cas_u64(&h.claim_position.value, c, c + size):
                 break
         _record_length(core, c)[0] = <uint32_t> length
         _record_state(core, c)[0] = ARING_RECORD_CLAIMED
         aring_store_release_u64(_record_position(core, c), c)   # the header is this lap's now
+        position[0] = c
+        return True
+
+    cdef int _settle(self, uint64_t position, uint64_t size, uint32_t state) except -1:
+        """Finish the claimed record at ``position``: mirror it (copy strategy), set its state, publish."""
+        cdef RingCore core = self._core
+        cdef Py_ssize_t off
+        if core._mirrored:
+            off = <Py_ssize_t> (position % core._cap)
+            if off + ARING_RECORD_HEADER > core._cap:
+                # Header fields past the end were written at the start (where
+                # everyone reads them); the mirror copies from the other side.
+                memcpy(core._data + core._cap, core._data, off + ARING_RECORD_HEADER - core._cap)
+            core._buffer._mirror(off, <Py_ssize_t> size)
+        aring_store_seqcst_u32(_record_state(core, position), state)
+        self._publish()
+        return 0
+
+    def _try_claim(self, Py_ssize_t length):
+        """Claim a record of ``length`` payload bytes: its position, or None when it does not fit now.
+
+        ``length`` was checked by ``_size_of``.
+        """
+        cdef uint64_t c
+        if not self._claim_at(length, &c):
+            return None
         self._open[c] = length
         return c
+
+    def _try_send(self, data):
+        """Copy ``data`` in as one record (claim, copy, commit in one call); False if it does not fit now."""
+        cdef Py_buffer view
+        cdef RingCore core = self._core
+        cdef uint64_t c
+        cdef char *dst
+        _get_buffer(data, &view, False, "a record")
+        try:
+            self._size_of(view.len)
+            if not self._claim_at(view.len, &c):
+                return False
+            dst = core._data + <Py_ssize_t> (c % core._cap) + ARING_RECORD_HEADER
+            if view.len >= NOGIL_COPY:
+                core._inflight += 1
+                with nogil:
+                    memcpy(dst, view.buf, view.len)
+                core._inflight -= 1
+            else:
+                memcpy(dst, view.buf, view.len)
+            if core._closed:
+                raise ClosedResourceError("the ring was closed during the copy")
+            if self._closed:   # closed by another thread during the copy: dropped
+                self._settle(c, aring_record_size(view.len), ARING_RECORD_SKIPPED)
+                raise ClosedResourceError("the writer was closed during the copy; the record was dropped")
+            self._settle(c, aring_record_size(view.len), ARING_RECORD_COMMITTED)
+            return True
+        finally:
+            PyBuffer_Release(&view)
 
     def _claim_view(self, uint64_t position):
         """The writable view of an open claim's payload (released when it is finished)."""
@@ -193,9 +248,6 @@ cdef class RecordWriterEnd(_End):
         the payload must not change once readers may see it.
         """
         cdef RingCore core = self._core
-        cdef uint64_t size
-        cdef uint32_t *state
-        cdef Py_ssize_t off
         if view is not None:
             try:
                 view.release()
@@ -208,20 +260,11 @@ cdef class RecordWriterEnd(_End):
         length = self._open.pop(position, None)
         if length is None or core._closed:
             return False
-        size = aring_record_size(length)
-        state = _record_state(core, position)
         if (aring_load_acquire_u64(_record_position(core, position)) != position
-                or aring_load_acquire_u32(state) != ARING_RECORD_CLAIMED):
+                or aring_load_acquire_u32(_record_state(core, position)) != ARING_RECORD_CLAIMED):
             raise core._corrupt(f"the header of the open claim at position {position} changed")
-        if core._mirrored:
-            off = <Py_ssize_t> (position % core._cap)
-            if off + ARING_RECORD_HEADER > core._cap:
-                # Header fields past the end were written at the start (where
-                # everyone reads them); the mirror copies from the other side.
-                memcpy(core._data + core._cap, core._data, off + ARING_RECORD_HEADER - core._cap)
-            core._buffer._mirror(off, <Py_ssize_t> size)
-        aring_store_seqcst_u32(state, ARING_RECORD_COMMITTED if commit else ARING_RECORD_SKIPPED)
-        self._publish()
+        self._settle(position, aring_record_size(length),
+                     ARING_RECORD_COMMITTED if commit else ARING_RECORD_SKIPPED)
         return commit
 
     cdef int _publish(self) except -1:

@@ -1,0 +1,180 @@
+"""Records, thread -> thread: a RecordRing against the Python queues that carry messages.
+
+A producer thread sends ``count`` records of ``size`` bytes, one call per
+record on every row (aring has no batched send yet, and no peer gets one:
+faster-fifo's put_many stays out); a consumer thread takes them and reads
+only their lengths (no consumer touches the bytes).  Every queue holds the
+same bytes (1 MiB) but SimpleQueue, which is unbounded as users run it.
+
+one call per record in the consumer:
+  aring            writer.sync.send(record) / reader.sync.receive()
+  SimpleQueue      queue.put(record) / queue.get()         (passes the object: no copy)
+  faster-fifo      put(record) / get()                      (copies in and out, as aring)
+
+one call per batch in the consumer (everything there at once):
+  aring-batch      writer.sync.send(record) / reader.sync.receive_batch() (views)
+  SimpleQueue-batch  put(record) / get(), then get_nowait() until empty
+  faster-fifo-batch  put(record) / get_many()
+
+Run: python benchmarks/records.py [--size 64] [--count 200000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import anyio
+from _common import Scenario, add_ratios, cpu_seconds, interleave, print_scenario
+
+import aring
+
+RING_CAPACITY = 1 << 20
+
+
+def _run(produce: Callable[[], None], consume: Callable[[], int], count: int) -> dict[str, float]:
+    cpu0, start = cpu_seconds(), time.perf_counter()
+    thread = threading.Thread(target=produce)
+    thread.start()
+    got = consume()
+    thread.join()
+    elapsed, used = time.perf_counter() - start, cpu_seconds() - cpu0
+    assert got == count, f"{got} of {count} records"
+    return {"M records/s": count / elapsed / 1e6, "CPU us/record": used / count * 1e6}
+
+
+def aring_case(size: int, count: int, batch: bool) -> dict[str, float]:
+    record = os.urandom(size)
+    with aring.RecordRing(RING_CAPACITY) as ring:
+        writer, reader = ring.writer(), ring.reader()
+
+        def produce() -> None:
+            send = writer.sync.send
+            for _ in range(count):
+                send(record)
+            writer.close()
+
+        def consume() -> int:
+            got = 0
+            try:
+                if batch:
+                    receive_batch = reader.sync.receive_batch
+                    while True:
+                        for view in receive_batch():
+                            got += len(view) >= 0
+                else:
+                    receive = reader.sync.receive
+                    while True:
+                        got += len(receive()) >= 0
+            except anyio.EndOfStream:
+                return got
+
+        return _run(produce, consume, count)
+
+
+def simple_queue_case(size: int, count: int, batch: bool) -> dict[str, float]:
+    record = os.urandom(size)
+    q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # unbounded, as users run it
+
+    def produce() -> None:
+        for _ in range(count):
+            q.put(record)
+        q.put(None)
+
+    def consume() -> int:
+        got = 0
+        while True:
+            item = q.get()
+            if item is None:
+                return got
+            got += len(item) >= 0
+            if batch:
+                try:
+                    while True:
+                        item = q.get_nowait()
+                        if item is None:
+                            return got
+                        got += len(item) >= 0
+                except queue.Empty:
+                    pass
+
+    return _run(produce, consume, count)
+
+
+def faster_fifo_case(size: int, count: int, batch: bool) -> dict[str, float]:
+    import faster_fifo
+
+    record = os.urandom(size)
+    # bytes in, bytes out: a copy each way, as aring's send and receive
+    q = faster_fifo.Queue(max_size_bytes=RING_CAPACITY, dumps=lambda b: b, loads=bytes)
+
+    def produce() -> None:
+        for _ in range(count):
+            q.put(record, timeout=60)
+        q.put(b"", timeout=60)
+
+    def consume() -> int:
+        got = 0
+        while True:
+            items = q.get_many(timeout=60) if batch else [q.get(timeout=60)]
+            for item in items:
+                if not item:
+                    return got
+                got += 1
+
+    return _run(produce, consume, count)
+
+
+def scenario(
+    size: int, count: int, rounds: int, progress: Callable[[str], None] | None = None
+) -> Scenario:
+    cases: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {}
+    for batch in (False, True):
+        suffix = "-batch" if batch else ""
+        cases[f"aring{suffix}"] = ("aring", lambda b=batch: aring_case(size, count, b))
+        cases[f"SimpleQueue{suffix}"] = ("peer", lambda b=batch: simple_queue_case(size, count, b))
+        try:
+            import faster_fifo  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            cases[f"faster-fifo{suffix}"] = (
+                "peer",
+                lambda b=batch: faster_fifo_case(size, count, b),
+            )
+    rows = interleave(cases, rounds, progress)
+    for suffix in ("", "-batch"):
+        for peer in ("SimpleQueue", "faster-fifo"):
+            pair = {f"aring{suffix}": f"{peer}{suffix}"}
+            add_ratios(rows, pair, ["M records/s", "CPU us/record"])
+    return Scenario(
+        key=f"records-{size}",
+        title=(
+            f"records of {size} B, thread -> thread, one send per record; consumer per record "
+            "or per batch (M records/s, CPU us/record, both threads)"
+        ),
+        metrics={"M records/s": "M records/s", "CPU us/record": "CPU us/record"},
+        higher_is_better={"M records/s": True, "CPU us/record": False},
+        rows=rows,
+        notes=[
+            "SimpleQueue passes the producer's object (no copy) and is unbounded (the issue's "
+            "peer); aring and faster-fifo copy in and out, each holding 1 MiB.",
+        ],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--count", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print_scenario(scenario(args.size, args.count, args.rounds, print))
+
+
+if __name__ == "__main__":
+    main()
