@@ -300,6 +300,7 @@ cdef class RecordWriterEnd(_End):
     cdef int _check_claimable(self) except -1
     cdef bint _claim_at(self, Py_ssize_t length, uint64_t *position) except -1
     cdef int _settle(self, uint64_t position, uint64_t size, uint32_t state) except -1
+    cdef void _mirror_record(self, uint64_t position, uint64_t size) noexcept
     cdef Py_ssize_t _claim_space(self, uint64_t c) except -2
     cdef int _publish(self) except -1
     cdef _end_stream(self)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import anyio
@@ -310,6 +310,28 @@ class RecordWriter(_native.RecordWriterEnd, _TaskSide, ObjectSendStream[bytes]):
         while not self._try_send(item):
             await self._wait_for_room(current_backend(), size)
 
+    def try_send_batch(self, records: Sequence[Buffer]) -> int:
+        """Copy in as many of ``records`` as fit now, in order, with one claim; how many.
+
+        One call for the lot: the claim, the copies and the wakeup are shared.
+        ``ValueError`` (nothing sent) if one of them can never fit.
+        """
+        return int(self._try_send_batch(_as_list(records), 0))
+
+    async def send_batch(self, records: Sequence[Buffer]) -> None:
+        """Copy ``records`` in, in order, each as one record, waiting for room as needed.
+
+        As many as fit go in per claim.  A cancelled call may have sent a
+        prefix of them (it never sends a part of one record); ``send`` one by
+        one for all-or-nothing.
+        """
+        batch = _as_list(records)
+        await checkpoint_within(self._budget)
+        sent = self._try_send_batch(batch, 0)
+        while sent < len(batch):
+            await self._wait_for_room(current_backend(), self._size_of(_record_length(batch[sent])))
+            sent += self._try_send_batch(batch, sent)
+
     def close(self) -> None:
         """No new claims; open ones are aborted; readers see the end after the last record."""
         super().close()
@@ -322,6 +344,12 @@ class RecordWriter(_native.RecordWriterEnd, _TaskSide, ObjectSendStream[bytes]):
             RingAttribute.ring: lambda: self._ring,
             RingAttribute.writable: self.writable,
         }
+
+
+def _as_list(records: Sequence[Buffer]) -> list[Buffer]:
+    if isinstance(records, (bytes, bytearray, memoryview)):
+        raise TypeError("records must be a sequence of bytes-like objects, not a single one")
+    return records if type(records) is list else list(records)
 
 
 def _record_length(item: Buffer) -> int:
@@ -362,16 +390,36 @@ class SyncRecordWriter:
     def send(self, data: Buffer, timeout: float | None = None) -> None:
         """Copy ``data`` in as one record, waiting for room; TimeoutError after ``timeout`` s."""
         end = self._end
+        _check_timeout(timeout)
         if end._try_send(data):
             return
         size = end._size_of(_record_length(data))
-        _check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with end._thread_sleep:  # one thread sleeps on the notifier at a time
             while not end._try_send(data):
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if not end._wait_for_space(size, left):
                     raise _timed_out("send", timeout)
+
+
+    def send_batch(self, records: Sequence[Buffer], timeout: float | None = None) -> None:
+        """Copy ``records`` in, in order, waiting for room; TimeoutError names how many went in."""
+        end = self._end
+        _check_timeout(timeout)
+        batch = _as_list(records)
+        sent = end._try_send_batch(batch, 0)
+        if sent == len(batch):
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with end._thread_sleep:
+            while sent < len(batch):
+                sent += end._try_send_batch(batch, sent)
+                if sent == len(batch):
+                    return
+                size = end._size_of(_record_length(batch[sent]))
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not end._wait_for_space(size, left):
+                    raise _timed_out(f"send_batch (after {sent} of {len(batch)} records)", timeout)
 
 
 class RecordReader(ObjectReceiveStream[bytes]):
@@ -517,7 +565,13 @@ class SyncRecordReader:
 
     def receive(self, timeout: float | None = None) -> bytes:
         """The next record, waiting for it; TimeoutError after ``timeout`` s."""
-        return self._until(lambda: _record_read(self._end._bytes), timeout, "receive")
+        end = self._end
+        _check_timeout(timeout)
+        if not end._lent:  # the hot path: a record is there
+            data = _record_read(end._bytes)
+            if data is not None:
+                return data
+        return self._until(lambda: _record_read(end._bytes), timeout, "receive")
 
     def receive_batch(
         self, max_records: int | None = None, timeout: float | None = None

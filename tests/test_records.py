@@ -160,6 +160,38 @@ def test_closing_the_writer_drops_open_claims_and_ends_the_stream_after_the_rest
             reader.receive_nowait()
 
 
+def test_a_batch_goes_in_with_one_claim_as_far_as_it_fits() -> None:
+    with aring.RecordRing(4096) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        records = [bytes([n]) * n for n in range(80)]  # 4480 bytes with headers and padding
+        sent = writer.try_send_batch(records)
+        assert 0 < sent < len(records)
+        next_size = RECORD_HEADER + (len(records[sent]) + 7) // 8 * 8
+        assert writer.writable() < next_size  # it stopped at the first one that did not fit
+        assert [bytes(v) for v in reader.try_receive_batch()] == records[:sent]
+        assert writer.try_send_batch(records[sent:]) == 0  # lent views hold their room
+        assert reader.try_receive_batch() == []  # the next call gives it back
+        assert writer.try_send_batch(records[sent:]) == len(records) - sent
+        assert [bytes(v) for v in reader.try_receive_batch()] == records[sent:]
+        assert writer.try_send_batch([]) == 0
+        with pytest.raises(ValueError, match=r"record 1 \(5000 bytes\) does not fit"):
+            writer.try_send_batch([b"ok", b"x" * 5000])
+        with pytest.raises(TypeError, match="bytes-like"):
+            writer.try_send_batch([b"ok", "text"])  # type: ignore[list-item]
+        with pytest.raises(TypeError, match="not a single one"):
+            writer.try_send_batch(b"abc")
+        with pytest.raises(WouldBlock):
+            reader.receive_nowait()  # nothing of the refused batches went in
+
+
+def test_a_thread_sending_a_batch_larger_than_the_ring_times_out_saying_how_far() -> None:
+    with aring.RecordRing(4096) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        with pytest.raises(TimeoutError, match=r"after \d+ of 100 records"):
+            writer.sync.send_batch([b"r" * 100] * 100, timeout=0.05)
+        assert reader.receive_nowait() == b"r" * 100
+
+
 def test_batch_views_are_lent_until_the_next_call() -> None:
     with aring.RecordRing(4096) as ring:
         writer, reader = ring.writer(), ring.reader()
@@ -201,6 +233,9 @@ def test_records_across_the_wrap_are_whole_on_every_strategy(strategy: str) -> N
             if rng.random() < 0.3:
                 writer.try_claim(rng.randrange(0, 50)).abort()  # type: ignore[union-attr]
             assert reader.receive_nowait() == record
+            batch = [rng.randbytes(rng.randrange(0, 100)) for _ in range(rng.randrange(1, 6))]
+            assert writer.try_send_batch(batch) == len(batch)
+            assert [bytes(v) for v in reader.try_receive_batch()] == batch
 
 
 def test_a_corrupt_record_header_is_an_error_not_a_crash() -> None:
@@ -325,6 +360,25 @@ async def test_async_round_trip_across_the_wrap_with_a_slow_reader() -> None:
 
 
 @pytestmark_anyio
+async def test_send_batch_waits_for_room_and_keeps_the_order() -> None:
+    records = [struct.pack("<I", n) * (n % 30) for n in range(3000)]
+    with anyio.fail_after(30):
+        async with aring.open_records(PAGE_SIZE) as (writer, reader):
+
+            async def produce() -> None:
+                for start in range(0, len(records), 500):  # each far more than the ring holds
+                    await writer.send_batch(records[start : start + 500])
+                await writer.aclose()
+
+            got: list[bytes] = []
+            async with create_task_group() as tg:
+                tg.start_soon(produce)
+                async for record in reader:
+                    got.append(record)
+            assert got == records
+
+
+@pytestmark_anyio
 async def test_many_tasks_produce_and_one_batches() -> None:
     with anyio.fail_after(30):
         async with aring.open_records(PAGE_SIZE, multi_producer=True) as (writer, reader):
@@ -432,6 +486,14 @@ class RecordModel(RuleBasedStateMachine):
         self.open.clear()
         if self.ring is not None:
             self.ring.close()
+
+    @precondition(lambda self: not self.open)  # a batch behind open claims waits: kept simple
+    @rule(batch=st.lists(st.binary(max_size=300), max_size=6))
+    def send_batch(self, batch: list[bytes]) -> None:
+        sent = self.writer.try_send_batch(batch)
+        for data in batch[:sent]:
+            self.finished[self.claimed] = data
+            self.claimed += 1
 
     @rule(data=st.binary(max_size=700))
     def claim(self, data: bytes) -> None:

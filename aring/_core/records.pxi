@@ -176,17 +176,21 @@ cdef class RecordWriterEnd(_End):
     cdef int _settle(self, uint64_t position, uint64_t size, uint32_t state) except -1:
         """Finish the claimed record at ``position``: mirror it (copy strategy), set its state, publish."""
         cdef RingCore core = self._core
-        cdef Py_ssize_t off
         if core._mirrored:
-            off = <Py_ssize_t> (position % core._cap)
-            if off + ARING_RECORD_HEADER > core._cap:
-                # Header fields past the end were written at the start (where
-                # everyone reads them); the mirror copies from the other side.
-                memcpy(core._data + core._cap, core._data, off + ARING_RECORD_HEADER - core._cap)
-            core._buffer._mirror(off, <Py_ssize_t> size)
+            self._mirror_record(position, size)
         aring_store_seqcst_u32(_record_state(core, position), state)
         self._publish()
         return 0
+
+    cdef void _mirror_record(self, uint64_t position, uint64_t size) noexcept:
+        """The copy strategy: make both halves hold the record (before its state says finished)."""
+        cdef RingCore core = self._core
+        cdef Py_ssize_t off = <Py_ssize_t> (position % core._cap)
+        if off + ARING_RECORD_HEADER > core._cap:
+            # Header fields past the end were written at the start (where
+            # everyone reads them); the mirror copies from the other side.
+            memcpy(core._data + core._cap, core._data, off + ARING_RECORD_HEADER - core._cap)
+        core._buffer._mirror(off, <Py_ssize_t> size)
 
     def _try_claim(self, Py_ssize_t length):
         """Claim a record of ``length`` payload bytes: its position, or None when it does not fit now.
@@ -227,6 +231,85 @@ cdef class RecordWriterEnd(_End):
             return True
         finally:
             PyBuffer_Release(&view)
+
+    def _try_send_batch(self, list records not None, Py_ssize_t start):
+        """Copy ``records[start:]`` in, as many as fit now, with one claim; how many were sent.
+
+        The records are claimed together (one CAS), copied, and published
+        together.  ValueError (nothing of this call sent) if one of them can
+        never fit; TypeError if one is not bytes-like.
+        """
+        cdef RingCore core = self._core
+        cdef aring_header *h
+        cdef Py_buffer view
+        cdef Py_ssize_t count = len(records), k, end
+        cdef uint64_t c, p, space, total, size, largest = _largest_record(core)
+        cdef Py_ssize_t length
+        if not 0 <= start <= count:
+            raise ValueError(f"start must be between 0 and {count}, got {start}")
+        self._check_claimable()
+        h = core._hdr
+        # How many fit, and their bytes: the lengths are read once, before the claim.
+        lengths = []
+        while True:
+            c = aring_load_acquire_u64(&h.claim_position.value)
+            space = <uint64_t> self._claim_space(c)
+            total = 0
+            end = start
+            while end < count:
+                if end - start < len(lengths):
+                    length = lengths[end - start]
+                else:
+                    _get_buffer(records[end], &view, False, "a record")
+                    length = view.len
+                    PyBuffer_Release(&view)
+                    if <uint64_t> length > largest:
+                        raise ValueError(
+                            f"record {end} ({length} bytes) does not fit: the largest this ring "
+                            f"holds is {largest} bytes"
+                        )
+                    lengths.append(length)
+                size = aring_record_size(length)
+                if total + size > space:
+                    break
+                total += size
+                end += 1
+            if end == start:
+                return 0
+            if aring_cas_u64(&h.claim_position.value, c, c + total):
+                break
+        # Ours now, from c to c + total: write every record, then finish them in order.
+        p = c
+        for k in range(start, end):
+            _get_buffer(records[k], &view, False, "a record")
+            try:
+                length = lengths[k - start]
+                if view.len != length:   # changed under us (another thread resized it)
+                    length = min(view.len, length)
+                memcpy(core._data + <Py_ssize_t> (p % core._cap) + ARING_RECORD_HEADER,
+                       view.buf, length)
+            finally:
+                PyBuffer_Release(&view)
+            _record_length(core, p)[0] = <uint32_t> lengths[k - start]
+            _record_state(core, p)[0] = ARING_RECORD_CLAIMED
+            aring_store_release_u64(_record_position(core, p), p)
+            p += aring_record_size(lengths[k - start])
+        if core._closed:
+            raise ClosedResourceError("the ring was closed during the copy")
+        p = c
+        for k in range(start, end):
+            size = aring_record_size(lengths[k - start])
+            if core._mirrored:
+                self._mirror_record(p, size)
+            aring_store_release_u32(
+                _record_state(core, p),
+                ARING_RECORD_SKIPPED if self._closed else ARING_RECORD_COMMITTED,
+            )
+            p += size
+        self._publish()
+        if self._closed:
+            raise ClosedResourceError("the writer was closed during the send; the records were dropped")
+        return end - start
 
     def _claim_view(self, uint64_t position):
         """The writable view of an open claim's payload (released when it is finished)."""
