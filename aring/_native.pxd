@@ -20,6 +20,7 @@ cdef extern from "includes/aring.h" nogil:
     void aring_store_seqcst_u32(uint32_t *p, uint32_t v)
     uint32_t aring_exchange_u32(uint32_t *p, uint32_t v)
     int aring_cas_u64(uint64_t *p, uint64_t expected, uint64_t desired)
+    int aring_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired)
     void aring_store_seqcst_u64(uint64_t *p, uint64_t v)
     void aring_store_release_u32(uint32_t *p, uint32_t v)
     uint32_t aring_fetch_or_u32(uint32_t *p, uint32_t v)
@@ -39,6 +40,7 @@ cdef extern from "includes/aring.h" nogil:
     uint32_t ARING_FLAG_WRITER_DIED
     uint32_t ARING_FLAG_READER_ATTACHED
     uint32_t ARING_FLAG_RECORDS
+    uint32_t ARING_FLAG_RECORDS_CLOSING
     uint32_t ARING_RECORD_HEADER
     uint32_t ARING_RECORD_CLAIMED
     uint32_t ARING_RECORD_COMMITTED
@@ -294,16 +296,13 @@ cdef class WriterEnd(_End):
 
 
 cdef class RecordWriterEnd(_End):
-    cdef bint _closing            # close() was called; EOF once every claim is finished
     cdef dict _open               # this end's open claims: position -> payload length
 
     cdef int _check_claimable(self) except -1
     cdef bint _claim_at(self, Py_ssize_t length, uint64_t *position) except -1
-    cdef int _settle(self, uint64_t position, uint64_t size, uint32_t state) except -1
+    cdef bint _settle(self, uint64_t position, uint64_t size, uint32_t state) except -1
     cdef void _mirror_record(self, uint64_t position, uint64_t size) noexcept
     cdef Py_ssize_t _claim_space(self, uint64_t c) except -2
-    cdef int _publish(self) except -1
-    cdef _end_stream(self)
 
 
 cdef class ReaderEnd(_End):

@@ -27,7 +27,13 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from . import _native
 from ._backends import Backend, checkpoint_within, current_backend
-from ._native import _check_timeout, _record_batch, _record_read
+from ._native import (
+    _check_timeout,
+    _record_abandon,
+    _record_batch,
+    _record_read,
+    _record_stalled,
+)
 from ._ring import Checkpoints, check_checkpoints
 from ._streams import Reader, RingAttribute, _TaskSide
 from ._sync import _timed_out
@@ -47,6 +53,9 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+#: seconds a claim may hold the readers back before they drop it
+DEFAULT_CLAIM_TIMEOUT = 10.0
+
 
 def _busy(message: str) -> BusyResourceError:
     exc = BusyResourceError("using")
@@ -62,10 +71,14 @@ class RecordRing(_native.RingCore):
     ``multi_producer=True``: the writer may be used by many threads and tasks
     at once.  ``readers=k``: up to k readers, each seeing every record.
     ``strategy``, ``notifier`` and ``checkpoints`` are as for ``aring.Ring``.
+    ``claim_timeout``: a claim left open longer than this (seconds) while it
+    holds the readers back is dropped by them (its commit then raises
+    ``BrokenResourceError``), so one stuck producer cannot stall the ring.
     """
 
     checkpoints: Checkpoints
     multi_producer: bool
+    claim_timeout: float
 
     def __new__(
         cls,
@@ -77,10 +90,15 @@ class RecordRing(_native.RingCore):
         path: str | bytes | None = None,
         notifier: str = "auto",
         checkpoints: Checkpoints = "always",
+        claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
     ) -> RecordRing:
         check_checkpoints(checkpoints)
         if not isinstance(multi_producer, bool):
             raise TypeError(f"multi_producer must be a bool, not {type(multi_producer).__name__}")
+        if isinstance(claim_timeout, bool) or not isinstance(claim_timeout, (int, float)):
+            raise TypeError(f"claim_timeout must be a number, not {type(claim_timeout).__name__}")
+        if not 0 < claim_timeout < float("inf"):
+            raise ValueError(f"claim_timeout must be > 0 seconds and finite, got {claim_timeout}")
         ring = super().__new__(
             cls,
             capacity,
@@ -92,6 +110,7 @@ class RecordRing(_native.RingCore):
         )
         ring.checkpoints = checkpoints
         ring.multi_producer = multi_producer
+        ring.claim_timeout = float(claim_timeout)
         return ring
 
     def __init__(
@@ -104,6 +123,7 @@ class RecordRing(_native.RingCore):
         path: str | bytes | None = None,
         notifier: str = "auto",
         checkpoints: Checkpoints = "always",
+        claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
     ) -> None:
         self._writer: RecordWriter | None = None
 
@@ -436,6 +456,26 @@ class RecordReader(ObjectReceiveStream[bytes]):
         self._bytes = Reader(ring)  # type: ignore[arg-type]
         self._lent = 0  # bytes spanned by the last batch, consumed by the next call
         self._sync: SyncRecordReader | None = None
+        self._claim_timeout = ring.claim_timeout
+        self._stall: tuple[int, float] | None = None  # (open claim's position, seen since)
+
+    def _stalled_for(self, now: float) -> float | None:
+        """None if no open claim holds this reader back, else the seconds left to wait for it.
+
+        Past claim_timeout, the claim is dropped here (and 0 returned: look again).
+        """
+        position = _record_stalled(self._bytes)
+        if position < 0:
+            self._stall = None
+            return None
+        if self._stall is None or self._stall[0] != position:
+            self._stall = (position, now)
+        left = self._stall[1] + self._claim_timeout - now
+        if left > 0:
+            return left
+        _record_abandon(self._bytes, position)
+        self._stall = None
+        return 0.0
 
     @property
     def slot(self) -> int:
@@ -502,7 +542,12 @@ class RecordReader(ObjectReceiveStream[bytes]):
         try:
             result = attempt()
             while result is None:
-                await end._wait_until_ready(current_backend(), 1)
+                left = self._stalled_for(anyio.current_time())
+                if left is None:
+                    await end._wait_until_ready(current_backend(), 1)
+                elif left > 0:
+                    with anyio.move_on_after(left):
+                        await end._wait_until_ready(current_backend(), 1)
                 result = attempt()
             return result
         finally:
@@ -557,8 +602,12 @@ class SyncRecordReader:
         deadline = None if timeout is None else time.monotonic() + timeout
         result = attempt()
         while result is None:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not end._bytes.wait(1, left):
+            now = time.monotonic()
+            left = None if deadline is None else max(0.0, deadline - now)
+            stall = end._stalled_for(now)
+            if stall is not None and (left is None or stall < left):
+                end._bytes.wait(1, stall)  # then look at the claim again
+            elif not end._bytes.wait(1, left):
                 raise _timed_out(what, timeout)
             result = attempt()
         return result
@@ -591,6 +640,7 @@ def open_records(
     strategy: str = "auto",
     notifier: str = "auto",
     checkpoints: Checkpoints = "always",
+    claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
 ) -> contextlib.AbstractAsyncContextManager[tuple[RecordWriter, *tuple[RecordReader, ...]]]:
     """A new RecordRing's ends for ``async with``: ``(writer, reader)``, or ``(writer, *readers)``.
 
@@ -603,6 +653,7 @@ def open_records(
         "strategy": strategy,
         "notifier": notifier,
         "checkpoints": checkpoints,
+        "claim_timeout": claim_timeout,
     }
     return _opened(capacity, options)
 

@@ -461,6 +461,56 @@ async def test_a_reader_waiting_on_a_closed_writer_sees_the_end() -> None:
                     await reader.receive_batch()
 
 
+@pytestmark_anyio
+async def test_a_claim_left_open_past_claim_timeout_is_dropped_and_the_rest_flows() -> None:
+    with anyio.fail_after(10):
+        async with aring.open_records(4096, multi_producer=True, claim_timeout=0.2) as (
+            writer,
+            reader,
+        ):
+            stuck = writer.try_claim(8)  # a producer that never finishes
+            assert stuck is not None
+            writer.send_nowait(b"behind it")
+            start = anyio.current_time()
+            assert await reader.receive() == b"behind it"
+            assert anyio.current_time() - start >= 0.2
+            with pytest.raises(BrokenResourceError, match="claim_timeout"):
+                stuck.commit()
+            writer.send_nowait(b"next")
+            assert await reader.receive() == b"next"
+
+
+def test_a_thread_reader_drops_a_stuck_claim_too_and_a_quick_claim_is_kept() -> None:
+    with aring.RecordRing(4096, multi_producer=True, claim_timeout=0.2) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        quick = writer.try_claim(5)
+        assert quick is not None
+        writer.send_nowait(b"second")
+        threading.Timer(
+            0.05, lambda: (quick.view.__setitem__(slice(None), b"first"), quick.commit())
+        ).start()
+        assert reader.sync.receive(timeout=5) == b"first"  # finished in time: kept
+        assert reader.sync.receive(timeout=5) == b"second"
+        stuck = writer.try_claim(3)
+        writer.send_nowait(b"third")
+        assert reader.sync.receive(timeout=5) == b"third"
+        assert stuck is not None
+        with pytest.raises(BrokenResourceError, match="claim_timeout"):
+            stuck.commit()
+        stuck_again = writer.try_claim(3)
+        assert stuck_again is not None
+        with pytest.raises(TimeoutError):  # nothing behind it: nothing to deliver
+            reader.sync.receive(timeout=0.4)
+        stuck_again.abort()  # already dropped: nothing happens
+
+
+def test_claim_timeout_is_checked() -> None:
+    with pytest.raises(ValueError, match="claim_timeout must be > 0"):
+        aring.RecordRing(4096, claim_timeout=0)
+    with pytest.raises(TypeError, match="claim_timeout must be a number"):
+        aring.RecordRing(4096, claim_timeout="1")  # type: ignore[arg-type]
+
+
 # -- the model -------------------------------------------------------------------------
 
 

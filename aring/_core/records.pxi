@@ -173,14 +173,21 @@ cdef class RecordWriterEnd(_End):
         position[0] = c
         return True
 
-    cdef int _settle(self, uint64_t position, uint64_t size, uint32_t state) except -1:
-        """Finish the claimed record at ``position``: mirror it (copy strategy), set its state, publish."""
+    cdef bint _settle(self, uint64_t position, uint64_t size, uint32_t state) except -1:
+        """Finish the claimed record at ``position``: mirror it (copy strategy), set its state, publish.
+
+        False if a reader had abandoned the claim (open past its claim_timeout).
+        """
         cdef RingCore core = self._core
+        cdef uint32_t *field = _record_state(core, position)
+        if aring_load_acquire_u32(field) != ARING_RECORD_CLAIMED:
+            return False
         if core._mirrored:
             self._mirror_record(position, size)
-        aring_store_seqcst_u32(_record_state(core, position), state)
-        self._publish()
-        return 0
+        if not aring_cas_u32(field, ARING_RECORD_CLAIMED, state):
+            return False
+        _publish_records(core)
+        return True
 
     cdef void _mirror_record(self, uint64_t position, uint64_t size) noexcept:
         """The copy strategy: make both halves hold the record (before its state says finished)."""
@@ -227,7 +234,8 @@ cdef class RecordWriterEnd(_End):
             if self._closed:   # closed by another thread during the copy: dropped
                 self._settle(c, aring_record_size(view.len), ARING_RECORD_SKIPPED)
                 raise ClosedResourceError("the writer was closed during the copy; the record was dropped")
-            self._settle(c, aring_record_size(view.len), ARING_RECORD_COMMITTED)
+            if not self._settle(c, aring_record_size(view.len), ARING_RECORD_COMMITTED):
+                raise _abandoned()
             return True
         finally:
             PyBuffer_Release(&view)
@@ -297,18 +305,26 @@ cdef class RecordWriterEnd(_End):
         if core._closed:
             raise ClosedResourceError("the ring was closed during the copy")
         p = c
+        abandoned = False
         for k in range(start, end):
             size = aring_record_size(lengths[k - start])
-            if core._mirrored:
-                self._mirror_record(p, size)
-            aring_store_release_u32(
-                _record_state(core, p),
-                ARING_RECORD_SKIPPED if self._closed else ARING_RECORD_COMMITTED,
-            )
+            if aring_load_acquire_u32(_record_state(core, p)) != ARING_RECORD_CLAIMED:
+                abandoned = True
+            else:
+                if core._mirrored:
+                    self._mirror_record(p, size)
+                if not aring_cas_u32(
+                    _record_state(core, p),
+                    ARING_RECORD_CLAIMED,
+                    ARING_RECORD_SKIPPED if self._closed else ARING_RECORD_COMMITTED,
+                ):
+                    abandoned = True
             p += size
-        self._publish()
+        _publish_records(core)
         if self._closed:
             raise ClosedResourceError("the writer was closed during the send; the records were dropped")
+        if abandoned:
+            raise _abandoned()
         return end - start
 
     def _claim_view(self, uint64_t position):
@@ -343,62 +359,14 @@ cdef class RecordWriterEnd(_End):
         length = self._open.pop(position, None)
         if length is None or core._closed:
             return False
-        if (aring_load_acquire_u64(_record_position(core, position)) != position
-                or aring_load_acquire_u32(_record_state(core, position)) != ARING_RECORD_CLAIMED):
+        if aring_load_acquire_u64(_record_position(core, position)) != position:
             raise core._corrupt(f"the header of the open claim at position {position} changed")
-        self._settle(position, aring_record_size(length),
-                     ARING_RECORD_COMMITTED if commit else ARING_RECORD_SKIPPED)
+        if not self._settle(position, aring_record_size(length),
+                            ARING_RECORD_COMMITTED if commit else ARING_RECORD_SKIPPED):
+            if commit:
+                raise _abandoned()
+            return False
         return commit
-
-    cdef int _publish(self) except -1:
-        """Move the write cursor over every finished record at the head; wake readers.
-
-        Any party may run this at any time: the CAS on the write cursor makes
-        each record published once.  A record not finished yet (or whose
-        header its claimer has not written yet) stops it; that record's
-        finisher publishes it and what follows (the seq_cst store of its state
-        and the seq_cst loads here see each other).
-        """
-        cdef RingCore core = self._core
-        cdef aring_header *h = core._hdr
-        cdef uint64_t cap = core._cap
-        cdef uint64_t w, c, size
-        cdef uint32_t state
-        cdef bint moved = False
-        while True:
-            aring_fence_seqcst()
-            w = aring_load_acquire_u64(&h.write_position.value)
-            c = aring_load_acquire_u64(&h.claim_position.value)
-            if w == c:
-                break
-            if c - w > cap:
-                raise core._corrupt(
-                    f"the claim position ({c}) is more than the capacity ({cap}) past the write "
-                    f"position ({w})"
-                )
-            if aring_load_acquire_u64(_record_position(core, w)) != w:
-                break   # claimed, its header not written yet
-            state = aring_load_acquire_u32(_record_state(core, w))
-            if state == ARING_RECORD_CLAIMED:
-                break
-            size = aring_record_size(_record_length(core, w)[0])
-            if (state != ARING_RECORD_COMMITTED and state != ARING_RECORD_SKIPPED) or size > c - w:
-                raise core._corrupt(
-                    f"the record at position {w} has state {state} and length "
-                    f"{_record_length(core, w)[0]}, with claims up to {c}"
-                )
-            if aring_cas_u64(&h.write_position.value, w, w + size):
-                moved = True
-        if moved:
-            core._wake_readers(False)
-        if self._closing and w == c:
-            self._end_stream()
-        return 0
-
-    cdef _end_stream(self):
-        if self._core._hdr.writer.pid == _my_pid():
-            aring_fetch_or_u32(&self._core._hdr.geometry.flags, ARING_FLAG_WRITER_CLOSED)
-            self._core._wake_readers(True)
 
     cdef _leave(self):
         # Claims still open are aborted (their views were released: nothing
@@ -406,14 +374,14 @@ cdef class RecordWriterEnd(_End):
         # every record claimed before is published.
         cdef RingCore core = self._core
         cdef uint64_t position
-        self._closing = True
+        aring_fetch_or_u32(&core._hdr.geometry.flags, ARING_FLAG_RECORDS_CLOSING)
         for position, length in list(self._open.items()):
             try:
                 self._finish(position, False)
             except BrokenResourceError:
                 pass   # a corrupt header: the readers will say so
         try:
-            self._publish()
+            _publish_records(core)
         except BrokenResourceError:
             pass
         aring_notifier_signal(core._notifier, core._writer_wfd)
@@ -478,6 +446,99 @@ cdef class RecordWriterEnd(_End):
     def close(self):
         """No new claims; open ones are aborted; readers see EOF after the last record."""
         _End.close(self)
+
+
+cdef object _abandoned():
+    return BrokenResourceError(
+        "the claim was open longer than a reader's claim_timeout and was dropped; "
+        "the record was not published"
+    )
+
+
+cdef int _publish_records(RingCore core) except -1:
+    """Move the write cursor over every finished record at the head; wake readers.
+
+    Any party may run this at any time (a producer that finished a record, a
+    reader that abandoned one): the CAS on the write cursor publishes each
+    record once.  A record not finished yet (or whose header its claimer has
+    not written yet) stops it; that record's finisher publishes it and what
+    follows (its seq_cst state change and the fence here see each other).
+    Once the writer closed and every claim is published: end of stream.
+    """
+    cdef aring_header *h = core._hdr
+    cdef uint64_t cap = core._cap
+    cdef uint64_t w, c, size
+    cdef uint32_t state
+    cdef bint moved = False
+    while True:
+        aring_fence_seqcst()
+        w = aring_load_acquire_u64(&h.write_position.value)
+        c = aring_load_acquire_u64(&h.claim_position.value)
+        if w == c:
+            break
+        if c - w > cap:
+            raise core._corrupt(
+                f"the claim position ({c}) is more than the capacity ({cap}) past the write "
+                f"position ({w})"
+            )
+        if aring_load_acquire_u64(_record_position(core, w)) != w:
+            break   # claimed, its header not written yet
+        state = aring_load_acquire_u32(_record_state(core, w))
+        if state == ARING_RECORD_CLAIMED:
+            break
+        size = aring_record_size(_record_length(core, w)[0])
+        if (state != ARING_RECORD_COMMITTED and state != ARING_RECORD_SKIPPED) or size > c - w:
+            raise core._corrupt(
+                f"the record at position {w} has state {state} and length "
+                f"{_record_length(core, w)[0]}, with claims up to {c}"
+            )
+        if aring_cas_u64(&h.write_position.value, w, w + size):
+            moved = True
+    if moved:
+        core._wake_readers(False)
+    if w == c and aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_RECORDS_CLOSING:
+        if not aring_fetch_or_u32(&h.geometry.flags, ARING_FLAG_WRITER_CLOSED) & ARING_FLAG_WRITER_CLOSED:
+            core._wake_readers(True)
+    return 0
+
+
+def _record_stalled(ReaderEnd reader not None):
+    """The position of a claim holding every reader back (claimed, not finished), or -1.
+
+    Meaningful when nothing is readable: the head record past the write
+    cursor is still open.
+    """
+    cdef RingCore core = reader._core
+    cdef aring_header *h
+    cdef uint64_t w, c
+    _check_record_reader(reader)
+    h = core._hdr
+    w = aring_load_acquire_u64(&h.write_position.value)
+    c = aring_load_acquire_u64(&h.claim_position.value)
+    if w == c or c - w > core._cap:
+        return -1
+    if (aring_load_acquire_u64(_record_position(core, w)) == w
+            and aring_load_acquire_u32(_record_state(core, w)) != ARING_RECORD_CLAIMED):
+        _publish_records(core)   # finished meanwhile: publish it (its finisher may be slow)
+        return -1
+    return w
+
+
+def _record_abandon(ReaderEnd reader not None, uint64_t position):
+    """Drop the open claim at ``position`` (it outlived claim_timeout); True if this call did.
+
+    Its producer's commit then fails.  A claim whose header was never
+    written (its producer died right after claiming) cannot be measured and
+    is left alone.
+    """
+    cdef RingCore core = reader._core
+    _check_record_reader(reader)
+    if aring_load_acquire_u64(_record_position(core, position)) != position:
+        return False
+    if not aring_cas_u32(_record_state(core, position), ARING_RECORD_CLAIMED, ARING_RECORD_SKIPPED):
+        return False
+    _publish_records(core)
+    return True
 
 
 cdef int _check_record_reader(ReaderEnd reader) except -1:

@@ -20,6 +20,7 @@
 #define ARING_FLAG_WRITER_DIED 2u      /* set with WRITER_CLOSED: its process died first */
 #define ARING_FLAG_READER_ATTACHED 4u
 #define ARING_FLAG_RECORDS 8u             /* a RecordRing: the data is records (below) */
+#define ARING_FLAG_RECORDS_CLOSING 16u    /* its writer closed: EOF once every claim is published */
 
 /* reader slot states: the low 32 bits of a slot's word; the high 32 bits
  * count claims, so a slot freed and claimed again is never taken for the old
@@ -108,7 +109,10 @@ static inline size_t aring_header_bytes(size_t max_readers) {
  * write_position over every finished record at its head, so readers (the byte
  * ring's readers, unchanged) only ever see finished records.  `position` tells
  * this lap's header from stale bytes of an earlier lap at the same offset, so
- * nothing needs zeroing and any number of readers may read. */
+ * nothing needs zeroing and any number of readers may read.  A claim left
+ * CLAIMED longer than a reader's claim_timeout is turned SKIPPED by that
+ * reader (CAS), so one stuck producer cannot stall the ring; its commit then
+ * fails (CAS CLAIMED -> COMMITTED). */
 #define ARING_RECORD_HEADER 16u
 #define ARING_RECORD_CLAIMED 1u
 #define ARING_RECORD_COMMITTED 2u
