@@ -40,6 +40,8 @@ from ._backends import FdWaiter, current_backend
 from ._common import BROKEN_ERRORS, shutdown_write
 from ._file_worker import FileSync, fill_file, pump_file
 from ._items import commit_read, end_reservation, ended_mid_item
+from ._record_io import fill_records, pump_records
+from ._records import RecordReader, RecordWriter
 from ._streams import Reader, Writer
 
 __all__ = ["TransferStats", "fill", "pump", "sendfile"]
@@ -64,6 +66,8 @@ class TransferStats:
     waits: int = 0
     #: fdatasync/fsync calls made for ``pump(..., sync=aring.FileSync(...))``
     syncs: int = 0
+    #: datagrams ``fill`` into a record ring dropped: longer than its largest record
+    dropped: int = 0
 
 
 def _is_regular_file(fd: int) -> bool:
@@ -116,7 +120,7 @@ def _closed_ring_is_closed(end: Reader | Writer) -> Iterator[None]:
 
 
 async def pump(
-    reader: Reader,
+    reader: Reader | RecordReader,
     dst: object,
     *,
     eof: bool = True,
@@ -130,7 +134,15 @@ async def pump(
     for an anyio stream that has it); it is never closed.  A peer that went
     away raises ``anyio.BrokenResourceError``.  ``sync=aring.FileSync(...)``
     (regular files only) syncs the file as it goes and at the end.
+
+    A ``RecordReader`` sends each record as one datagram on a connected
+    datagram socket (``eof`` does not apply).
     """
+    if isinstance(reader, RecordReader):
+        if sync is not None:
+            raise ValueError("sync= applies to regular files, not to records")
+        stats = stats if stats is not None else TransferStats()
+        return await pump_records(reader, dst, stats)
     if sync is not None:
         if not isinstance(sync, FileSync):
             raise TypeError(f"sync must be an aring.FileSync, not {type(sync).__name__}")
@@ -254,15 +266,29 @@ async def _pump_stream(reader: Reader, dst: ByteSendStream, stats: TransferStats
 
 
 async def fill(
-    writer: Writer, src: object, *, eof: bool = True, stats: TransferStats | None = None
+    writer: Writer | RecordWriter,
+    src: object,
+    *,
+    eof: bool = True,
+    stats: TransferStats | None = None,
 ) -> int:
     """Move everything ``src`` produces into ``writer`` until ``src`` ends.
 
     Returns the number of bytes moved.  With ``eof=True`` the writer is closed
     at the end, which is end of stream for the ring's readers.  ``src`` is
     never closed.
+
+    A ``RecordWriter`` makes each datagram a datagram socket receives one
+    record, until cancelled (a datagram socket has no end); datagrams longer
+    than the ring's largest record are dropped and counted in
+    ``stats.dropped``.
     """
     stats = stats if stats is not None else TransferStats()
+    if isinstance(writer, RecordWriter):
+        await fill_records(writer, src, stats)
+        if eof:
+            await writer.aclose()
+        return stats.bytes
     with _closed_ring_is_closed(writer):
         if isinstance(src, socket.socket):
             src.setblocking(False)

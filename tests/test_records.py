@@ -11,6 +11,7 @@ import gc
 import mmap
 import os
 import random
+import socket
 import struct
 import threading
 import zlib
@@ -509,6 +510,58 @@ def test_claim_timeout_is_checked() -> None:
         aring.RecordRing(4096, claim_timeout=0)
     with pytest.raises(TypeError, match="claim_timeout must be a number"):
         aring.RecordRing(4096, claim_timeout="1")  # type: ignore[arg-type]
+
+
+@pytestmark_anyio
+async def test_pump_sends_one_datagram_per_record() -> None:
+    records = [b"", b"a", os.urandom(1000), os.urandom(4000)]
+    sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with sender, receiver, anyio.fail_after(10):
+        async with aring.open_records(1 << 16) as (writer, reader):
+            for record in records:
+                writer.send_nowait(record)
+            writer.close()
+            stats = aring.TransferStats()
+            moved = await aring.pump(reader, sender, stats=stats)
+            assert moved == stats.bytes == sum(map(len, records))
+        receiver.setblocking(False)
+        assert [receiver.recv(65536) for _ in records] == records
+
+
+@pytestmark_anyio
+async def test_fill_makes_each_datagram_a_record_and_drops_what_cannot_be_one() -> None:
+    sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with sender, receiver, anyio.fail_after(10):
+        async with aring.open_records(4096) as (writer, reader):
+            stats = aring.TransferStats()
+            async with create_task_group() as tg:
+                tg.start_soon(lambda: aring.fill(writer, receiver, stats=stats))
+                sender.send(b"one")
+                sender.send(b"x" * 5000)  # longer than any record here: dropped
+                sender.send(b"")
+                sender.send(b"two")
+                assert [await reader.receive() for _ in range(3)] == [b"one", b"", b"two"]
+                tg.cancel_scope.cancel()
+            assert stats.dropped == 1
+            assert stats.bytes == 6
+
+
+def test_record_pump_and_fill_want_datagram_sockets() -> None:
+    async def main() -> None:
+        async with aring.open_records(4096) as (writer, reader):
+            a, b = socket.socketpair()
+            with a, b:
+                with pytest.raises(TypeError, match="datagram socket"):
+                    await aring.pump(reader, a)
+                with pytest.raises(TypeError, match="datagram socket"):
+                    await aring.fill(writer, b)
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as loose,
+                pytest.raises(ValueError, match="must be connected"),
+            ):
+                await aring.pump(reader, loose)
+
+    anyio.run(main)
 
 
 # -- the model -------------------------------------------------------------------------
