@@ -14,6 +14,7 @@ import random
 import socket
 import struct
 import threading
+import time
 import zlib
 
 import anyio
@@ -333,6 +334,44 @@ def test_a_thread_waiting_for_room_times_out_and_claims_nothing() -> None:
             writer.sync.claim(100, timeout=0.05)
         assert writer.open_claims == 0
         assert reader.receive_nowait() == b"x" * 4000
+
+
+def test_closing_the_ring_wakes_a_blocked_producer_and_takes_back_open_claims() -> None:
+    """ring.close() from another thread: no hang, no crash, each party told."""
+    ring = aring.RecordRing(4096, multi_producer=True)
+    writer, reader = ring.writer(), ring.reader()
+    writer.send_nowait(b"x" * 4000)  # full
+    claim = writer.try_claim(0)  # an open claim elsewhere (its view is empty: still lent)
+    assert claim is not None
+    outcome: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            writer.sync.send(b"y" * 100, timeout=30)
+        except BaseException as exc:  # reported by the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not ring._waiters()["writer"] and time.monotonic() < deadline:
+        time.sleep(0.001)  # until the producer is asleep for room
+    ring.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ClosedResourceError), outcome
+    with pytest.raises(ClosedResourceError):
+        claim.commit()
+    with pytest.raises(ClosedResourceError):
+        reader.receive_nowait()
+
+
+def test_a_reader_thread_blocked_on_an_empty_ring_sees_the_writer_close() -> None:
+    with aring.RecordRing(4096) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        threading.Timer(0.05, writer.close).start()
+        with pytest.raises(EndOfStream):
+            reader.sync.receive(timeout=10)
 
 
 # -- async, on every loop ------------------------------------------------------------
