@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import mmap
 import os
+import pickle
 import random
 import socket
 import struct
@@ -88,6 +89,28 @@ def test_a_finished_claim_cannot_be_written_or_finished_again() -> None:
         with pytest.raises(ValueError, match="already committed or aborted"):
             claim.abort()
         assert len(reader.receive_nowait()) == 2  # old bytes: a claim is not cleared
+
+
+def test_each_claim_keeps_its_own_view_even_when_contents_match() -> None:
+    """A view exported further cannot be released at commit; the others stay tracked.
+
+    (Views were untracked by equality, which compares contents: committing one
+    claim could forget another's identical view, and the ring then refused to
+    close while that view lived.)
+    """
+    ring = aring.RecordRing(4096, multi_producer=True)
+    writer = ring.writer()
+    first, second = writer.try_claim(4), writer.try_claim(4)
+    assert first is not None and second is not None
+    first.view[:] = second.view[:] = b"same"
+    held = pickle.PickleBuffer(second.view)  # an export: second's view cannot be released
+    second.commit()
+    with pytest.raises(BufferError):
+        ring.close()  # held keeps the memory mapped: refused, nothing unmapped
+    held.release()
+    ring.close()  # first's view is still known to the ring and released here
+    with pytest.raises(ValueError, match="released"):
+        first.view[0] = 1
 
 
 def test_record_sizes_are_checked_up_front() -> None:

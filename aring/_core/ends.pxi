@@ -111,12 +111,15 @@ cdef class _End:
         # The borrow ends: a view used after commit()/consume() raises
         # ValueError instead of showing bytes that may be overwritten.
         cdef object view
+        cdef list kept = []
         for view in self._views:
             try:
                 view.release()
             except BaseException:
-                pass   # someone exported from it; the mapping stays alive anyway
-        self._views.clear()
+                # Someone exported from it: the mapping stays alive for it, and
+                # it stays listed, so a later close() can release it once free.
+                kept.append(view)
+        self._views = kept
 
     cdef int _take_back_views(self) except -1:
         """End the borrow of the views lent out, before the cursor moves past them.

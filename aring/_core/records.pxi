@@ -351,11 +351,12 @@ cdef class RecordWriterEnd(_End):
             try:
                 view.release()
             except BufferError:
-                pass   # exported further by its user: the ring stays mapped for it
-            try:
-                self._views.remove(view)
-            except ValueError:
-                pass
+                pass   # exported further by its user: tracked until close() can release it
+            else:
+                for i in range(len(self._views)):   # by identity: list.remove() compares contents
+                    if self._views[i] is view:
+                        del self._views[i]
+                        break
         length = self._open.pop(position, None)
         if length is None or core._closed:
             return False
