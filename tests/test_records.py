@@ -536,7 +536,8 @@ async def test_a_claim_left_open_past_claim_timeout_is_dropped_and_the_rest_flow
             writer.send_nowait(b"behind it")
             start = anyio.current_time()
             assert await reader.receive() == b"behind it"
-            assert anyio.current_time() - start >= 0.2
+            # not before claim_timeout (uvloop's clock has millisecond steps)
+            assert anyio.current_time() - start >= 0.2 - 0.002
             with pytest.raises(BrokenResourceError, match="claim_timeout"):
                 stuck.commit()
             writer.send_nowait(b"next")

@@ -575,23 +575,33 @@ def _record_batch(ReaderEnd reader not None, Py_ssize_t max_records):
     """
     cdef RingCore core = reader._core
     cdef bint eof
-    cdef Py_ssize_t avail, spanned = 0
+    cdef Py_ssize_t avail, spanned = 0, start, count = 0
     cdef uint64_t r, p, size
     cdef uint32_t state
     cdef list out = []
+    cdef list lent
+    cdef object window
     _check_record_reader(reader)
     avail = reader._readable(&eof)
+    if avail == 0:
+        return out, 0, eof
+    core._view(0, 0, False).release()   # makes the shared read-only window if needed
+    window = core._rwindow
+    lent = reader._views
     r = aring_load_relaxed_u64(&core._hdr.slots[reader._slot].position)
-    while spanned < avail and len(out) < max_records:
+    while spanned < avail and count < max_records:
         p = r + <uint64_t> spanned
         size = _record_at(core, p, avail - spanned, &state)
         if state == ARING_RECORD_COMMITTED:
-            out.append(reader._hand_out(
-                <Py_ssize_t> ((p + ARING_RECORD_HEADER) % core._cap),
-                _record_length(core, p)[0],
-                False,
-            ))
+            start = <Py_ssize_t> ((p + ARING_RECORD_HEADER) % core._cap)
+            view = window[start:start + <Py_ssize_t> _record_length(core, p)[0]]
+            lent.append(view)   # released by the reader's next consume (or close)
+            out.append(view)
+            count += 1
         spanned += <Py_ssize_t> size
+    if core._closed or reader._closed:   # by Python code an allocation ran (a collection)
+        reader._release_views()
+        reader._check_usable()
     return out, spanned, eof and spanned == avail
 
 
