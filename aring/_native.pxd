@@ -36,6 +36,7 @@ cdef extern from "includes/aring.h" nogil:
     uint64_t ARING_MAGIC
     uint32_t ARING_LAYOUT_VERSION
     int ARING_MAX_READERS
+    int ARING_MAX_PRODUCERS
     uint32_t ARING_FLAG_WRITER_CLOSED
     uint32_t ARING_FLAG_WRITER_DIED
     uint32_t ARING_FLAG_READER_ATTACHED
@@ -87,6 +88,7 @@ cdef extern from "includes/aring.h" nogil:
         aring_line_u64 dead_readers
         aring_owner writer
         aring_line_u64 claim_position
+        aring_slot producers[16]
         aring_slot slots[1]   # flexible array member in C
 
     ctypedef struct aring_record:
@@ -296,9 +298,12 @@ cdef class WriterEnd(_End):
 
 
 cdef class RecordWriterEnd(_End):
+    cdef int _producer            # this process's producer slot
+    cdef uint32_t _producer_claims  # that slot's claim count when this process took it
     cdef dict _open               # this end's open claims: position -> payload length
 
     cdef int _check_claimable(self) except -1
+    cdef int _free_producer_slot(self) except -1
     cdef bint _claim_at(self, Py_ssize_t length, uint64_t *position) except -1
     cdef bint _settle(self, uint64_t position, uint64_t size, uint32_t state) except -1
     cdef void _mirror_record(self, uint64_t position, uint64_t size) noexcept

@@ -12,6 +12,7 @@ import mmap
 import os
 import pickle
 import random
+import signal
 import socket
 import struct
 import threading
@@ -278,28 +279,89 @@ def test_a_corrupt_record_header_is_an_error_not_a_crash() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_a_forked_child_cannot_produce_yet_and_says_so() -> None:
-    """Producers in other processes are not supported yet: a clear error, not a lost stream."""
-    with aring.RecordRing(4096) as ring:
+def test_four_forked_processes_produce_each_in_its_own_order() -> None:
+    producers, count = 4, 3000
+    with aring.RecordRing(1 << 16, multi_producer=True) as ring:
         writer, reader = ring.writer(), ring.reader()
+        pids = []
+        for producer in range(producers):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - a child
+                code = 1
+                try:
+                    writer.reattach()
+                    rng = random.Random(producer)
+                    for sequence in range(count):
+                        writer.sync.send(_record(producer, sequence, rng), timeout=30)
+                    writer.close()
+                    code = 0
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+        # The parent keeps its writer open until the children are done: the
+        # stream ends when the last process holding the writer closes it.
+        following = [0] * producers
+        for _ in range(producers * count):
+            record = reader.sync.receive(timeout=30)
+            head, crc = record[:-4], struct.unpack("<I", record[-4:])[0]
+            assert zlib.crc32(head) == crc
+            producer, sequence = struct.unpack("<HI", head[:6])
+            assert sequence == following[producer]
+            following[producer] += 1
+        for pid in pids:
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert following == [count] * producers
+        with pytest.raises(WouldBlock):
+            reader.receive_nowait()  # the parent still holds the writer: no end yet
+        writer.close()
+        with pytest.raises(EndOfStream):
+            reader.sync.receive(timeout=10)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_producer_killed_holding_a_claim_costs_claim_timeout_and_is_reported() -> None:
+    with aring.RecordRing(4096, multi_producer=True, claim_timeout=0.3) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        ready, told = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                writer.reattach()
+                claim = writer.try_claim(10)
+                assert claim is not None
+                os.write(told, b"c")
+                time.sleep(60)
+            finally:
+                os._exit(1)
+        os.read(ready, 1)
+        os.close(ready)
+        os.close(told)
+        writer.send_nowait(b"after")  # behind the child's open claim
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        assert reader.sync.receive(timeout=10) == b"after"  # the dead claim was dropped
+        writer.close()  # the dead child still holds a producer slot until a reader looks
+        with pytest.raises(BrokenResourceError, match="died"):
+            reader.sync.receive(timeout=10)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_reattaching_after_every_other_process_closed_is_told() -> None:
+    with aring.RecordRing(4096, multi_producer=True) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        writer.close()  # before the child takes it over: the stream ended
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             code = 1
             try:
-                try:
-                    writer.send_nowait(b"child")
-                except aring.ForkedError as exc:
-                    if "not supported yet" in str(exc):
-                        try:
-                            writer.reattach()
-                        except aring.ForkedError:
-                            code = 0
+                writer.reattach()
+            except ClosedResourceError:
+                code = 0
             finally:
                 os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        writer.send_nowait(b"parent")  # the parent's writer is untouched
-        assert reader.receive_nowait() == b"parent"
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        with pytest.raises(EndOfStream):
+            reader.receive_nowait()
 
 
 def test_a_byte_writer_is_refused_on_a_record_ring() -> None:

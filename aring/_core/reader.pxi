@@ -93,12 +93,17 @@ cdef class ReaderEnd(_End):
         return self._core._reader_wfd[self._slot]
 
     cdef bint _foreign_peer(self) noexcept:
+        if self._core._records:   # a RecordRing's writer may be held by several processes
+            return _foreign_producers(self._core)
         return aring_load_acquire_u32(&self._core._hdr.writer.pid) != _my_pid()
 
     cdef int _check_peers(self) except -1:
         cdef RingCore core = self._core
         cdef aring_header *h = core._hdr
         if aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_WRITER_CLOSED:
+            return 0
+        if core._records:
+            _reap_dead_producers(core)
             return 0
         if _owner_dead(&h.writer):
             # Every reader now sees the end of the stream, and that it was cut.

@@ -36,6 +36,80 @@ cdef inline uint64_t _largest_record(RingCore core) noexcept:
     return limit if limit < _MAX_RECORD_FIELD else _MAX_RECORD_FIELD
 
 
+cdef int _join_producers(RingCore core, uint32_t *claims) except -1:
+    """Take a free producer slot for this process (as a reader takes a reader slot)."""
+    cdef aring_header *h = core._hdr
+    cdef uint64_t word
+    cdef int i
+    for i in range(ARING_MAX_PRODUCERS):
+        word = aring_load_acquire_u64(&h.producers[i].word)
+        claims[0] = aring_slot_claims(word) + 1
+        if aring_slot_state(word) == ARING_SLOT_FREE and aring_cas_u64(
+            &h.producers[i].word, word, aring_slot_word(ARING_SLOT_CLAIMED, claims[0])
+        ):
+            _record_owner(&h.producers[i].owner)
+            aring_store_seqcst_u64(
+                &h.producers[i].word, aring_slot_word(ARING_SLOT_ACTIVE, claims[0])
+            )
+            return i
+    raise RuntimeError(
+        f"all {ARING_MAX_PRODUCERS} producer slots of the ring are taken (processes holding "
+        "its writer)"
+    )
+
+
+cdef int _active_producers(RingCore core) noexcept:
+    cdef int i, active = 0
+    for i in range(ARING_MAX_PRODUCERS):
+        if aring_slot_state(aring_load_acquire_u64(&core._hdr.producers[i].word)) != ARING_SLOT_FREE:
+            active += 1
+    return active
+
+
+cdef bint _foreign_producers(RingCore core) noexcept:
+    cdef aring_slot *slot
+    cdef int i
+    for i in range(ARING_MAX_PRODUCERS):
+        slot = &core._hdr.producers[i]
+        if (aring_slot_state(aring_load_acquire_u64(&slot.word)) == ARING_SLOT_ACTIVE
+                and aring_load_acquire_u32(&slot.owner.pid) != _my_pid()):
+            return True
+    return False
+
+
+cdef int _close_producers_if_none(RingCore core, uint32_t why) except -1:
+    """When no process holds the writer any more: end of stream once every claim is published."""
+    if _active_producers(core) == 0:
+        aring_fetch_or_u32(&core._hdr.geometry.flags, ARING_FLAG_RECORDS_CLOSING | why)
+        _publish_records(core)
+    return 0
+
+
+cdef int _reap_dead_producers(RingCore core) except -1:
+    """Free the producer slots of processes that died holding the writer; how many.
+
+    The readers' end of stream then says the writer died (records of the
+    dead may be missing); when no producer is left, the stream ends once the
+    claims the dead left open are dropped by claim_timeout.
+    """
+    cdef aring_slot *slot
+    cdef uint64_t word
+    cdef int i, reaped = 0
+    for i in range(ARING_MAX_PRODUCERS):
+        slot = &core._hdr.producers[i]
+        word = aring_load_acquire_u64(&slot.word)
+        if aring_slot_state(word) != ARING_SLOT_ACTIVE or not _owner_dead(&slot.owner):
+            continue
+        # Only the claim looked at: a slot freed and taken again changed its word.
+        if aring_cas_u64(&slot.word, word, aring_slot_word(ARING_SLOT_FREE, aring_slot_claims(word))):
+            reaped += 1
+    if reaped:
+        # Sticky: the records of the dead may be missing, whoever closes last.
+        aring_fetch_or_u32(&core._hdr.geometry.flags, ARING_FLAG_WRITER_DIED)
+        _close_producers_if_none(core, 0)
+    return reaped
+
+
 cdef class RecordWriterEnd(_End):
     """The writer end of a RecordRing, native part: claims, commits, aborts.
 
@@ -49,6 +123,7 @@ cdef class RecordWriterEnd(_End):
             raise TypeError("a RecordWriterEnd needs a RecordRing")
         if core._has_writer:
             raise RuntimeError("the ring already has its writer end")
+        self._producer = _join_producers(core, &self._producer_claims)
         core._has_writer = True
         core._ends.append(self)
         self._kind = "writer"
@@ -80,18 +155,50 @@ cdef class RecordWriterEnd(_End):
             raise ClosedResourceError("this writer is closed")
         if self._generation != aring_fork_generation():
             raise ForkedError(
-                "this RecordRing writer was inherited through fork(); producers in other "
-                "processes are not supported yet (claims from this process would be lost "
-                "when either process closes the writer)"
+                "this RecordRing writer was inherited through fork(); call reattach() in this "
+                "process to produce from it too (the other processes keep producing)"
             )
         return 0
 
     def reattach(self):
-        """Not supported yet for a RecordRing's writer (see ``_check_claimable``)."""
-        raise ForkedError(
-            "a RecordRing writer cannot be taken over in another process yet: producers in "
-            "other processes are not supported"
+        """Produce from this process too, with the writer inherited through fork().
+
+        Unlike a byte end, the writer stays usable in the other processes:
+        each holds a producer slot, and the readers see the end of the stream
+        once every process closed it (or died).  ClosedResourceError if every
+        other process had closed it already (the stream may have ended).
+        """
+        cdef RingCore core = self._core
+        if self._closed:
+            raise ClosedResourceError("this writer is closed")
+        core._check_open()
+        if self._generation == aring_fork_generation():
+            return   # this process's own writer already
+        self._generation = aring_fork_generation()
+        self._in_native_loop = False
+        self._native_stop = _NATIVE_GO_ON
+        self._owner = 0
+        self._task_busy = False
+        self._open = {}      # the parent's claims are the parent's
+        self._views = []
+        core._adopt_generation()
+        self._producer = _join_producers(core, &self._producer_claims)
+        if aring_load_acquire_u32(&core._hdr.geometry.flags) & ARING_FLAG_RECORDS_CLOSING:
+            self._free_producer_slot()
+            self._closed = True
+            raise ClosedResourceError(
+                "the writer was closed in every other process before this one took it over; "
+                "keep it open in one of them until the others have called reattach()"
+            )
+
+    cdef int _free_producer_slot(self) except -1:
+        cdef aring_slot *slot = &self._core._hdr.producers[self._producer]
+        aring_cas_u64(
+            &slot.word,
+            aring_slot_word(ARING_SLOT_ACTIVE, self._producer_claims),
+            aring_slot_word(ARING_SLOT_FREE, self._producer_claims),
         )
+        return 0
 
     cdef Py_ssize_t _claim_space(self, uint64_t c) except -2:
         """Free bytes past the claim cursor ``c`` (as RingCore._space from the write cursor)."""
@@ -375,14 +482,14 @@ cdef class RecordWriterEnd(_End):
         # every record claimed before is published.
         cdef RingCore core = self._core
         cdef uint64_t position
-        aring_fetch_or_u32(&core._hdr.geometry.flags, ARING_FLAG_RECORDS_CLOSING)
         for position, length in list(self._open.items()):
             try:
                 self._finish(position, False)
             except BrokenResourceError:
                 pass   # a corrupt header: the readers will say so
+        self._free_producer_slot()
         try:
-            _publish_records(core)
+            _close_producers_if_none(core, 0)   # the last process to close ends the stream
         except BrokenResourceError:
             pass
         aring_notifier_signal(core._notifier, core._writer_wfd)

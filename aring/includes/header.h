@@ -14,6 +14,7 @@
 #define ARING_MAGIC 0x31474e4952415f41ULL /* "A_ARING1" little-endian */
 #define ARING_LAYOUT_VERSION 4u
 #define ARING_MAX_READERS 64
+#define ARING_MAX_PRODUCERS 16   /* RecordRing: processes producing at once */
 
 /* header flags, changed with fetch_or */
 #define ARING_FLAG_WRITER_CLOSED 1u
@@ -88,7 +89,10 @@ typedef struct {
     aring_owner writer;               /* line 6: the writer end's process */
     char _pad6[ARING_LINE - sizeof(aring_owner)];
     aring_line_u64 claim_position;    /* line 7: RecordRing: the end of the claimed records */
-    aring_slot slots[];               /* lines 8..: one per reader slot */
+    /* lines 8-23: RecordRing: one slot per process holding the writer (state and
+     * owner as a reader slot's; position unused), so a dead producer is noticed */
+    aring_slot producers[ARING_MAX_PRODUCERS];
+    aring_slot slots[];               /* lines 24..: one per reader slot */
 } aring_header;
 
 /* Everything is read back as untrusted input: a reader's distance from the
