@@ -15,7 +15,10 @@ BATCH records per call on both sides:
   SimpleQueue-batch  put(list of records) / get() a list
   faster-fifo-batch  put_many(records) / get_many()
 
-Run: python benchmarks/records.py [--size 64] [--count 200000] [--rounds 3]
+and, with --producers, 4 producer threads or forked processes -> one consumer
+thread, one call per record (aring: each process calls writer.reattach()).
+
+Run: python benchmarks/records.py [--size 64] [--count 200000] [--rounds 3] [--producers]
 """
 
 from __future__ import annotations
@@ -171,13 +174,136 @@ def scenario(
     )
 
 
+# -- many producers -> one consumer ---------------------------------------------------
+
+PRODUCERS = 4
+
+
+def _many(
+    start: Callable[[int], Callable[[], None]],
+    consume: Callable[[], int],
+    count: int,
+    processes: bool,
+) -> dict[str, float]:
+    """PRODUCERS producers (threads or forked processes) each sending count // PRODUCERS."""
+    cpu0, start_time = cpu_seconds() + cpu_seconds(children=True), time.perf_counter()
+    threads, pids = [], []
+    for producer in range(PRODUCERS):
+        produce = start(producer)
+        if processes:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - a producer process
+                code = 1
+                try:
+                    produce()
+                    code = 0
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+        else:
+            thread = threading.Thread(target=produce)
+            thread.start()
+            threads.append(thread)
+    got = consume()
+    for thread in threads:
+        thread.join()
+    for pid in pids:
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0, "a producer failed"
+    elapsed = time.perf_counter() - start_time
+    used = cpu_seconds() + cpu_seconds(children=True) - cpu0
+    assert got == count, f"{got} of {count} records"
+    return {"M records/s": count / elapsed / 1e6, "CPU us/record": used / count * 1e6}
+
+
+def aring_many_case(size: int, count: int, processes: bool) -> dict[str, float]:
+    record = os.urandom(size)
+    each = count // PRODUCERS
+    with aring.RecordRing(RING_CAPACITY, multi_producer=True) as ring:
+        writer, reader = ring.writer(), ring.reader()
+
+        def start(_producer: int) -> Callable[[], None]:
+            def produce() -> None:
+                if processes:
+                    writer.reattach()  # this process produces too
+                send = writer.sync.send
+                for _ in range(each):
+                    send(record)
+                if processes:
+                    writer.close()
+
+            return produce
+
+        def consume() -> int:
+            receive = reader.sync.receive
+            return sum(len(receive()) >= 0 for _ in range(each * PRODUCERS))
+
+        return _many(start, consume, each * PRODUCERS, processes)
+
+
+def faster_fifo_many_case(size: int, count: int, processes: bool) -> dict[str, float]:
+    import faster_fifo
+
+    record = os.urandom(size)
+    each = count // PRODUCERS
+    q = faster_fifo.Queue(max_size_bytes=RING_CAPACITY, dumps=lambda b: b, loads=bytes)
+
+    def start(_producer: int) -> Callable[[], None]:
+        def produce() -> None:
+            for _ in range(each):
+                q.put(record, timeout=60)
+
+        return produce
+
+    def consume() -> int:
+        return sum(len(q.get(timeout=60)) >= 0 for _ in range(each * PRODUCERS))
+
+    return _many(start, consume, each * PRODUCERS, processes)
+
+
+def producers_scenario(
+    size: int, count: int, rounds: int, progress: Callable[[str], None] | None = None
+) -> Scenario:
+    cases: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {}
+    for processes in (False, True):
+        kind = "processes" if processes else "threads"
+        cases[f"aring-{kind}"] = ("aring", lambda p=processes: aring_many_case(size, count, p))
+        try:
+            import faster_fifo  # noqa: F401
+        except ImportError:
+            continue
+        cases[f"faster-fifo-{kind}"] = (
+            "peer",
+            lambda p=processes: faster_fifo_many_case(size, count, p),
+        )
+    rows = interleave(cases, rounds, progress)
+    for kind in ("threads", "processes"):
+        add_ratios(rows, {f"aring-{kind}": f"faster-fifo-{kind}"}, ["M records/s", "CPU us/record"])
+    return Scenario(
+        key=f"records-{PRODUCERS}-producers-{size}",
+        title=(
+            f"records of {size} B, {PRODUCERS} producer threads or forked processes -> one "
+            "consumer, one record per call (M records/s, CPU us/record, every process)"
+        ),
+        metrics={"M records/s": "M records/s", "CPU us/record": "CPU us/record"},
+        higher_is_better={"M records/s": True, "CPU us/record": False},
+        rows=rows,
+        notes=[
+            "Both copy in and out of 1 MiB of shared memory; the consumer reads lengths only.",
+        ],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--count", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--producers", action="store_true", help="the many-producers table")
     args = parser.parse_args()
-    print_scenario(scenario(args.size, args.count, args.rounds, print))
+    if args.producers:
+        print_scenario(producers_scenario(args.size, args.count, args.rounds, print))
+    else:
+        print_scenario(scenario(args.size, args.count, args.rounds, print))
 
 
 if __name__ == "__main__":

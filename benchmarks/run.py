@@ -65,6 +65,9 @@ def plans(quick: bool) -> dict[str, Callable[[Callable[[str], None]], Scenario]]
         "wake-latency": lambda p: wake.scenario(200 if quick else 2000, 1 if quick else 3, p),
         "records-64": lambda p: records.scenario(64, 20_000 if quick else 500_000, r, p),
         "records-1024": lambda p: records.scenario(1024, 20_000 if quick else 200_000, r, p),
+        "records-4-producers-64": lambda p: records.producers_scenario(
+            64, 20_000 if quick else 200_000, r, p
+        ),
     }
 
 
