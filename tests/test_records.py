@@ -788,3 +788,101 @@ RecordModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestRecordModel = RecordModel.TestCase
+
+
+class TwoReaderModel(RuleBasedStateMachine):
+    """Two readers each see every finished record in claim order, at their own pace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ring: aring.RecordRing | None = None
+        self.open: list[tuple[aring.Claim, bytes, int]] = []
+        self.finished: dict[int, bytes | None] = {}
+        self.claimed = 0
+        self.next = [0, 0]  # per reader: the claim index it has passed
+
+    @initialize(strategy=st.sampled_from(STRATEGIES))
+    def create(self, strategy: str) -> None:
+        self.ring = aring.RecordRing(PAGE_SIZE, multi_producer=True, readers=2, strategy=strategy)
+        self.writer = self.ring.writer()
+        self.readers = [self.ring.reader(), self.ring.reader()]
+
+    def teardown(self) -> None:
+        self.open.clear()
+        if self.ring is not None:
+            self.ring.close()
+
+    @rule(data=st.binary(max_size=500))
+    def send(self, data: bytes) -> None:
+        try:
+            self.writer.send_nowait(data)
+        except WouldBlock:
+            return
+        self.finished[self.claimed] = data
+        self.claimed += 1
+
+    @rule(data=st.binary(max_size=300))
+    def claim(self, data: bytes) -> None:
+        claim = self.writer.try_claim(len(data))
+        if claim is not None:
+            claim.view[:] = data
+            self.open.append((claim, data, self.claimed))
+            self.claimed += 1
+
+    @precondition(lambda self: self.open)
+    @rule(pick=st.integers(0, 100), commit=st.booleans())
+    def finish(self, pick: int, commit: bool) -> None:
+        claim, data, index = self.open.pop(pick % len(self.open))
+        if commit:
+            claim.commit()
+        else:
+            claim.abort()
+        self.finished[index] = data if commit else None
+
+    def _expected(self, which: int, limit: int) -> list[bytes]:
+        out: list[bytes] = []
+        index = self.next[which]
+        while index in self.finished and len(out) < limit:
+            record = self.finished[index]
+            if record is not None:
+                out.append(record)
+            index += 1
+        return out
+
+    @rule(which=st.integers(0, 1), limit=st.integers(1, 4))
+    def receive_batch(self, which: int, limit: int) -> None:
+        expected = self._expected(which, limit)
+        got = [bytes(v) for v in self.readers[which].try_receive_batch(limit)]
+        assert got == expected
+        # pass what was delivered, and the aborted ones before the next record
+        seen = 0
+        while self.next[which] in self.finished and (
+            seen < len(got) or self.finished[self.next[which]] is None
+        ):
+            if self.finished[self.next[which]] is not None:
+                if seen == len(got):
+                    break
+                seen += 1
+            self.next[which] += 1
+
+    @rule(which=st.integers(0, 1))
+    def receive(self, which: int) -> None:
+        expected = self._expected(which, 1)
+        try:
+            got = [self.readers[which].receive_nowait()]
+        except WouldBlock:
+            got = []
+        assert got == expected
+        if got:
+            while self.finished[self.next[which]] is None:
+                self.next[which] += 1
+            self.next[which] += 1
+
+
+TwoReaderModel.TestCase.settings = settings(
+    max_examples=40,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestTwoReaderModel = TwoReaderModel.TestCase
