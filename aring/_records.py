@@ -274,12 +274,11 @@ class RecordWriter(_native.RecordWriterEnd, _TaskSide, ObjectSendStream[bytes]):
         if not self._multi:
             self._single_claim_open = True
         try:
-            view = self._claim_view(position)
+            return Claim(self, position, self._claim_view(position))
         except BaseException:
             self._claim_ended()
             self._finish(position, False)
             raise
-        return Claim(self, position, view)
 
     def _claim_ended(self) -> None:
         self._single_claim_open = False

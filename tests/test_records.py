@@ -15,6 +15,7 @@ import random
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -886,3 +887,27 @@ TwoReaderModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestTwoReaderModel = TwoReaderModel.TestCase
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ in Python needs 3.12")
+def test_a_batch_whose_list_changes_under_it_is_dropped_whole_and_the_ring_flows() -> None:
+    """An item that stops being bytes-like between sizing and copying: nothing is left half-made."""
+
+    class Shifty:
+        """bytes-like the first time it is asked, not the second."""
+
+        def __init__(self) -> None:
+            self.asked = 0
+
+        def __buffer__(self, flags: int) -> memoryview:
+            self.asked += 1
+            if self.asked > 1:
+                raise TypeError("changed")
+            return memoryview(b"shifty")
+
+    with aring.RecordRing(4096) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        with pytest.raises(TypeError):
+            writer.try_send_batch([b"one", Shifty(), b"three"])
+        writer.send_nowait(b"after")
+        assert reader.receive_nowait() == b"after"  # the dropped claim did not block the ring

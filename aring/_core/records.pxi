@@ -395,20 +395,35 @@ cdef class RecordWriterEnd(_End):
                 break
         # Ours now, from c to c + total: write every record, then finish them in order.
         p = c
-        for k in range(start, end):
-            _get_buffer(records[k], &view, False, "a record")
-            try:
-                length = lengths[k - start]
-                if view.len != length:   # changed under us (another thread resized it)
-                    length = min(view.len, length)
-                memcpy(core._data + <Py_ssize_t> (p % core._cap) + ARING_RECORD_HEADER,
-                       view.buf, length)
-            finally:
-                PyBuffer_Release(&view)
-            _record_length(core, p)[0] = <uint32_t> lengths[k - start]
-            _record_state(core, p)[0] = ARING_RECORD_CLAIMED
-            aring_store_release_u64(_record_position(core, p), p)
-            p += aring_record_size(lengths[k - start])
+        try:
+            for k in range(start, end):
+                _get_buffer(records[k], &view, False, "a record")
+                try:
+                    length = lengths[k - start]
+                    if view.len != length:   # changed under us (another thread resized it)
+                        length = min(view.len, length)
+                    memcpy(core._data + <Py_ssize_t> (p % core._cap) + ARING_RECORD_HEADER,
+                           view.buf, length)
+                finally:
+                    PyBuffer_Release(&view)
+                _record_length(core, p)[0] = <uint32_t> lengths[k - start]
+                _record_state(core, p)[0] = ARING_RECORD_CLAIMED
+                aring_store_release_u64(_record_position(core, p), p)
+                p += aring_record_size(lengths[k - start])
+        except BaseException:
+            # The list changed under us (an item replaced by another thread):
+            # every record of this claim is dropped, none left unmeasurable.
+            if not core._closed:
+                p = c
+                for k in range(start, end):
+                    _record_length(core, p)[0] = <uint32_t> lengths[k - start]
+                    if core._mirrored:
+                        self._mirror_record(p, aring_record_size(lengths[k - start]))
+                    _record_state(core, p)[0] = ARING_RECORD_SKIPPED
+                    aring_store_release_u64(_record_position(core, p), p)
+                    p += aring_record_size(lengths[k - start])
+                _publish_records(core)
+            raise
         if core._closed:
             raise ClosedResourceError("the ring was closed during the copy")
         p = c
