@@ -407,7 +407,11 @@ def test_python_code_run_inside_a_call_closes_the_ring() -> None:
             w.writable(); w.try_write(b"abc" * 10)
             view = w.try_reserve(Count(8))
             if view is not None:
-                view[:3] = b"xyz"
+                try:
+                    view[:3] = b"xyz"
+                except ValueError:   # closed meanwhile: the view was released, as promised
+                    if not ring.closed:
+                        raise
                 del view
                 w.commit(Count(3))
             w.try_write(bytearray(100), partial=True)
@@ -417,7 +421,11 @@ def test_python_code_run_inside_a_call_closes_the_ring() -> None:
             r.readable(); r.at_eof(); r.arm(Count(1))
             view = r.try_peek(Count(1), limit=Count(50))
             if view is not None:
-                bytes(view[:2])
+                try:
+                    bytes(view[:2])
+                except ValueError:   # closed meanwhile (3.12 collects at other points)
+                    if not ring.closed:
+                        raise
                 del view
                 r.consume(Count(2))
             r.try_read(Count(7)); r.try_read_into(bytearray(9))
