@@ -320,8 +320,9 @@ def test_four_forked_processes_produce_each_in_its_own_order() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_a_producer_killed_holding_a_claim_costs_claim_timeout_and_is_reported() -> None:
-    with aring.RecordRing(4096, multi_producer=True, claim_timeout=0.3) as ring:
+def test_a_producer_killed_holding_a_claim_is_noticed_and_reported() -> None:
+    """Its claim is dropped once a reader finds the process gone: long before claim_timeout."""
+    with aring.RecordRing(4096, multi_producer=True, claim_timeout=300) as ring:
         writer, reader = ring.writer(), ring.reader()
         ready, told = os.pipe()
         pid = os.fork()

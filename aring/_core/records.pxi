@@ -31,6 +31,15 @@ cdef inline uint32_t *_record_state(RingCore core, uint64_t position) noexcept n
     return <uint32_t *> (core._data + <Py_ssize_t> ((position + 12) % core._cap))
 
 
+cdef inline uint32_t _claimed_by(int producer) noexcept nogil:
+    """A claimed record's state: CLAIMED, and which producer slot holds it (+1; 0: unknown)."""
+    return ARING_RECORD_CLAIMED | ((<uint32_t> (producer + 1)) << 8)
+
+
+cdef inline bint _is_claimed(uint32_t state) noexcept nogil:
+    return (state & 0xFF) == ARING_RECORD_CLAIMED
+
+
 cdef inline uint64_t _largest_record(RingCore core) noexcept:
     cdef uint64_t limit = core._cap - ARING_RECORD_HEADER
     return limit if limit < _MAX_RECORD_FIELD else _MAX_RECORD_FIELD
@@ -275,7 +284,7 @@ cdef class RecordWriterEnd(_End):
             if aring_cas_u64(&h.claim_position.value, c, c + size):
                 break
         _record_length(core, c)[0] = <uint32_t> length
-        _record_state(core, c)[0] = ARING_RECORD_CLAIMED
+        _record_state(core, c)[0] = _claimed_by(self._producer)
         aring_store_release_u64(_record_position(core, c), c)   # the header is this lap's now
         position[0] = c
         return True
@@ -287,11 +296,12 @@ cdef class RecordWriterEnd(_End):
         """
         cdef RingCore core = self._core
         cdef uint32_t *field = _record_state(core, position)
-        if aring_load_acquire_u32(field) != ARING_RECORD_CLAIMED:
+        cdef uint32_t claimed = _claimed_by(self._producer)
+        if aring_load_acquire_u32(field) != claimed:
             return False
         if core._mirrored:
             self._mirror_record(position, size)
-        if not aring_cas_u32(field, ARING_RECORD_CLAIMED, state):
+        if not aring_cas_u32(field, claimed, state):
             return False
         _publish_records(core)
         return True
@@ -407,7 +417,7 @@ cdef class RecordWriterEnd(_End):
                 finally:
                     PyBuffer_Release(&view)
                 _record_length(core, p)[0] = <uint32_t> lengths[k - start]
-                _record_state(core, p)[0] = ARING_RECORD_CLAIMED
+                _record_state(core, p)[0] = _claimed_by(self._producer)
                 aring_store_release_u64(_record_position(core, p), p)
                 p += aring_record_size(lengths[k - start])
         except BaseException:
@@ -430,14 +440,14 @@ cdef class RecordWriterEnd(_End):
         abandoned = False
         for k in range(start, end):
             size = aring_record_size(lengths[k - start])
-            if aring_load_acquire_u32(_record_state(core, p)) != ARING_RECORD_CLAIMED:
+            if aring_load_acquire_u32(_record_state(core, p)) != _claimed_by(self._producer):
                 abandoned = True
             else:
                 if core._mirrored:
                     self._mirror_record(p, size)
                 if not aring_cas_u32(
                     _record_state(core, p),
-                    ARING_RECORD_CLAIMED,
+                    _claimed_by(self._producer),
                     ARING_RECORD_SKIPPED if self._closed else ARING_RECORD_COMMITTED,
                 ):
                     abandoned = True
@@ -607,7 +617,7 @@ cdef int _publish_records(RingCore core) except -1:
         if aring_load_acquire_u64(_record_position(core, w)) != w:
             break   # claimed, its header not written yet
         state = aring_load_acquire_u32(_record_state(core, w))
-        if state == ARING_RECORD_CLAIMED:
+        if _is_claimed(state):
             break
         size = aring_record_size(_record_length(core, w)[0])
         if (state != ARING_RECORD_COMMITTED and state != ARING_RECORD_SKIPPED) or size > c - w:
@@ -629,21 +639,36 @@ def _record_stalled(ReaderEnd reader not None):
     """The position of a claim holding every reader back (claimed, not finished), or -1.
 
     Meaningful when nothing is readable: the head record past the write
-    cursor is still open.
+    cursor is still open.  A claim whose producer process is gone (its slot
+    freed or its process dead) is dropped here at once, without waiting for
+    claim_timeout.
     """
     cdef RingCore core = reader._core
     cdef aring_header *h
+    cdef aring_slot *slot
     cdef uint64_t w, c
+    cdef uint32_t state
+    cdef int producer
     _check_record_reader(reader)
     h = core._hdr
     w = aring_load_acquire_u64(&h.write_position.value)
     c = aring_load_acquire_u64(&h.claim_position.value)
     if w == c or c - w > core._cap:
         return -1
-    if (aring_load_acquire_u64(_record_position(core, w)) == w
-            and aring_load_acquire_u32(_record_state(core, w)) != ARING_RECORD_CLAIMED):
+    if aring_load_acquire_u64(_record_position(core, w)) != w:
+        return w   # claimed, the header not written yet
+    state = aring_load_acquire_u32(_record_state(core, w))
+    if not _is_claimed(state):
         _publish_records(core)   # finished meanwhile: publish it (its finisher may be slow)
         return -1
+    producer = <int> (state >> 8) - 1
+    if 0 <= producer < ARING_MAX_PRODUCERS:
+        slot = &h.producers[producer]
+        if (aring_slot_state(aring_load_acquire_u64(&slot.word)) == ARING_SLOT_FREE
+                or _owner_dead(&slot.owner)):
+            if aring_cas_u32(_record_state(core, w), state, ARING_RECORD_SKIPPED):
+                _publish_records(core)
+                return -1
     return w
 
 
@@ -656,9 +681,13 @@ def _record_abandon(ReaderEnd reader not None, uint64_t position):
     """
     cdef RingCore core = reader._core
     _check_record_reader(reader)
+    cdef uint32_t state
     if aring_load_acquire_u64(_record_position(core, position)) != position:
         return False
-    if not aring_cas_u32(_record_state(core, position), ARING_RECORD_CLAIMED, ARING_RECORD_SKIPPED):
+    state = aring_load_acquire_u32(_record_state(core, position))
+    if not _is_claimed(state) or not aring_cas_u32(
+        _record_state(core, position), state, ARING_RECORD_SKIPPED
+    ):
         return False
     _publish_records(core)
     return True

@@ -116,7 +116,8 @@ static inline size_t aring_header_bytes(size_t max_readers) {
  * nothing needs zeroing and any number of readers may read.  A claim left
  * CLAIMED longer than a reader's claim_timeout is turned SKIPPED by that
  * reader (CAS), so one stuck producer cannot stall the ring; its commit then
- * fails (CAS CLAIMED -> COMMITTED). */
+ * fails (CAS CLAIMED -> COMMITTED).  A claimed state also holds its producer
+ * slot (+1, bits 8..) so a reader drops the claims of a dead producer at once. */
 #define ARING_RECORD_HEADER 16u
 #define ARING_RECORD_CLAIMED 1u
 #define ARING_RECORD_COMMITTED 2u
