@@ -14,6 +14,7 @@ import math
 import os
 import socket
 
+import anyio
 import pytest
 import trio
 import trio.testing
@@ -263,3 +264,25 @@ async def test_a_task_that_waited_on_one_direction_sends_without_another_yield(
             async for chunk in client:
                 got += chunk
             assert got == b"helloresponselate"
+
+
+async def test_every_async_call_of_the_record_ends_is_a_checkpoint() -> None:
+    """trio's rule, as for the byte ends: a checkpoint even when the call need not wait."""
+    async with aring.open_records(1 << 16) as (writer, reader):
+        with trio.testing.assert_checkpoints():
+            await writer.send(b"one")
+        with trio.testing.assert_checkpoints():
+            await writer.send_batch([b"two", b"three"])
+        with trio.testing.assert_checkpoints():
+            claim = await writer.claim(4)
+        claim.view[:] = b"four"
+        claim.commit()
+        with trio.testing.assert_checkpoints():
+            assert await reader.receive() == b"one"
+        with trio.testing.assert_checkpoints():
+            batch = await reader.receive_batch()
+        assert [bytes(v) for v in batch] == [b"two", b"three", b"four"]
+        with trio.testing.assert_checkpoints():
+            await writer.aclose()
+        with trio.testing.assert_checkpoints(), pytest.raises(anyio.EndOfStream):
+            await reader.receive()
