@@ -348,6 +348,32 @@ def test_a_producer_killed_holding_a_claim_is_noticed_and_reported() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_that_drops_the_parents_claims_does_not_abort_them() -> None:
+    """A child exiting normally collects its copies of the parent's Claim objects."""
+    with aring.RecordRing(4096, multi_producer=True) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        claim, other = writer.try_claim(6), writer.try_claim(5)
+        assert claim is not None and other is not None
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                del claim  # its __del__ must not abort the parent's claim
+                gc.collect()
+                try:
+                    other.commit()
+                except aring.ForkedError as exc:
+                    code = 0 if "only the parent" in str(exc) else 2
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        claim.view[:] = b"parent"
+        claim.commit()  # still the parent's, still open
+        other.abort()
+        assert reader.receive_nowait() == b"parent"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_a_child_reattaching_after_every_other_process_closed_is_told() -> None:
     with aring.RecordRing(4096, multi_producer=True) as ring:
         writer, reader = ring.writer(), ring.reader()

@@ -476,9 +476,15 @@ cdef class RecordWriterEnd(_End):
 
         False when the claim had been aborted already (the writer or the
         ring was closed under it).  ``view``, if given, is released first:
-        the payload must not change once readers may see it.
+        the payload must not change once readers may see it.  ForkedError in a
+        child of fork() for a claim the parent made: it is the parent's.
         """
         cdef RingCore core = self._core
+        if self._generation != aring_fork_generation():
+            raise ForkedError(
+                "this claim was made in the parent process before fork(): only the parent "
+                "may commit or abort it"
+            )
         if view is not None:
             try:
                 view.release()
