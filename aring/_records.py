@@ -252,6 +252,21 @@ class RecordWriter(_native.RecordWriterEnd, _TaskSide, ObjectSendStream[bytes]):
             self._sync = SyncRecordWriter(self)
         return self._sync
 
+    def reattach(self) -> None:
+        """Produce from this process too, with the writer inherited through ``fork()``.
+
+        The other processes keep producing; the stream ends once every process
+        closed the writer (or died).  ``ClosedResourceError`` if every other
+        process had closed it already.
+        """
+        super().reattach()
+        # The parent's threads are not here: a lock one of them held at fork()
+        # would stay held for ever, and its loops' watches are not ours.
+        self._thread_sleep = threading.Lock()
+        self._sleep_locks = {}
+        self._single_claim_open = False
+        self._watch = None
+
     # -- claims --------------------------------------------------------------------------
 
     def try_claim(self, n: int) -> Claim | None:
