@@ -35,6 +35,7 @@ from conftest import STRATEGIES
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from scenario import run_scenario
 
 import aring
 from aring._native import PAGE_SIZE, RECORD_HEADER
@@ -938,3 +939,76 @@ def test_a_batch_whose_list_changes_under_it_is_dropped_whole_and_the_ring_flows
             writer.try_send_batch([b"one", Shifty(), b"three"])
         writer.send_nowait(b"after")
         assert reader.receive_nowait() == b"after"  # the dropped claim did not block the ring
+
+
+def test_python_code_run_inside_a_record_call_closes_the_ring() -> None:
+    """A collection inside each record call in turn closes the ring: exceptions, never a crash.
+
+    (As tests/test_misuse.py does for the byte ends.  Header reads after an
+    allocation in receive_batch, receive and send_batch touched unmapped
+    memory when the collection it ran closed the ring.)
+    """
+    outcomes = run_scenario(
+        """
+        from anyio import BrokenResourceError, WouldBlock
+        closing = {"ring": None, "at": 0, "seen": 0}
+        def close_now():
+            try:
+                closing["ring"].close()
+            except BufferError:   # a view is out: the ring refuses, stays open
+                pass
+        def on_collection(phase, info):
+            if phase == "start" and closing["ring"] is not None:
+                closing["seen"] += 1
+                if closing["seen"] == closing["at"]:
+                    close_now()
+        gc.callbacks.append(on_collection)
+        def calls(ring):
+            w, r, other = ring.writer(), ring.reader(), ring.reader()
+            w.send_nowait(b"abc" * 10)
+            w.try_send_batch([b"x" * n for n in range(20)])
+            claim = w.try_claim(8)
+            if claim is not None:
+                try:
+                    claim.view[:3] = b"xyz"
+                except ValueError:   # closed meanwhile: the view was released
+                    if not ring.closed:
+                        raise
+                claim.commit()
+            w.sync.send(b"s" * 5, timeout=0)
+            r.receive_nowait()
+            [bytes(v) for v in r.try_receive_batch()]
+            r.sync.receive(timeout=0)
+            other.try_receive_batch(3)
+            aring._native._record_stalled(r._bytes)
+            w.close()
+            r.try_receive_batch()
+            r.close()
+        expected = (ClosedResourceError, BrokenResourceError, EndOfStream, WouldBlock,
+                    TimeoutError, BufferError, ValueError)
+        def run(at):
+            ring = aring.RecordRing(1 << 12, readers=2, multi_producer=True)
+            closing.update(ring=ring, at=at, seen=0)
+            gc.set_threshold(1, 1, 1)
+            try:
+                calls(ring)
+                error = None
+            except expected as exc:
+                error = None if not isinstance(exc, ValueError) or ring.closed else repr(exc)
+            except BaseException as exc:
+                error = repr(exc)
+            finally:
+                gc.set_threshold(700, 10, 10)
+                closing["ring"] = None
+            ring.close()
+            return error
+        run(0)   # count the collections one pass makes
+        points = closing["seen"]
+        errors = {run(at) for at in range(1, points + 1)}
+        outcome("collections", lambda: points > 20)
+        outcome("unexpected errors", lambda: sorted(errors - {None}))
+        """,
+        timeout=120,
+    )
+    assert outcomes["collections"] == "returned True"
+    assert outcomes["unexpected errors"] == "returned []"

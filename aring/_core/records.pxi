@@ -394,6 +394,9 @@ cdef class RecordWriterEnd(_End):
                             f"holds is {largest} bytes"
                         )
                     lengths.append(length)
+                    # Python code may have run (a collection, __buffer__): the ring
+                    # may be closed, its memory gone.
+                    self._check_claimable()
                 size = aring_record_size(length)
                 if total + size > space:
                     break
@@ -408,6 +411,9 @@ cdef class RecordWriterEnd(_End):
         try:
             for k in range(start, end):
                 _get_buffer(records[k], &view, False, "a record")
+                if core._closed:   # by Python code _get_buffer ran: the memory is gone
+                    PyBuffer_Release(&view)
+                    raise ClosedResourceError("the ring was closed during the send")
                 try:
                     length = lengths[k - start]
                     if view.len != length:   # changed under us (another thread resized it)
@@ -518,6 +524,8 @@ cdef class RecordWriterEnd(_End):
                 self._finish(position, False)
             except BrokenResourceError:
                 pass   # a corrupt header: the readers will say so
+        if core._closed or core._hdr == NULL:
+            return   # a collection run meanwhile closed the ring: its memory is gone
         self._free_producer_slot()
         try:
             _close_producers_if_none(core, 0)   # the last process to close ends the stream
@@ -747,6 +755,8 @@ def _record_batch(ReaderEnd reader not None, Py_ssize_t max_records):
     lent = reader._views
     r = aring_load_relaxed_u64(&core._hdr.slots[reader._slot].position)
     while spanned < avail and count < max_records:
+        if core._closed or reader._closed:   # by a collection the last allocation ran
+            break
         p = r + <uint64_t> spanned
         size = _record_at(core, p, avail - spanned, &state)
         if state == ARING_RECORD_COMMITTED:
@@ -783,6 +793,7 @@ def _record_read(ReaderEnd reader not None):
         if state == ARING_RECORD_COMMITTED:
             length = _record_length(core, p)[0]
             data = PyBytes_FromStringAndSize(NULL, length)
+            reader._check_usable()   # the allocation may have run a collection that closed it
             core._copy_out(p + ARING_RECORD_HEADER, PyBytes_AS_STRING(data), length)
             if reader._closed or core._closed:
                 raise ClosedResourceError("the reader was closed during the copy")
