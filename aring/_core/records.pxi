@@ -132,11 +132,12 @@ cdef class RecordWriterEnd(_End):
             raise TypeError("a RecordWriterEnd needs a RecordRing")
         if core._has_writer:
             raise RuntimeError("the ring already has its writer end")
+        self._open = {}
+        core._check_open()   # that allocation may have run a collection that closed it
         self._producer = _join_producers(core, &self._producer_claims)
         core._has_writer = True
         core._ends.append(self)
         self._kind = "writer"
-        self._open = {}
         _record_owner(&core._hdr.writer)
 
     cdef _take_over(self):
@@ -190,6 +191,7 @@ cdef class RecordWriterEnd(_End):
         self._task_busy = False
         self._open = {}      # the parent's claims are the parent's
         self._views = []
+        core._check_open()   # those allocations may have run a collection that closed it
         core._adopt_generation()
         self._producer = _join_producers(core, &self._producer_claims)
         if aring_load_acquire_u32(&core._hdr.geometry.flags) & ARING_FLAG_RECORDS_CLOSING:
@@ -372,10 +374,10 @@ cdef class RecordWriterEnd(_End):
         cdef Py_ssize_t length
         if not 0 <= start <= count:
             raise ValueError(f"start must be between 0 and {count}, got {start}")
-        self._check_claimable()
-        h = core._hdr
         # How many fit, and their bytes: the lengths are read once, before the claim.
         lengths = []
+        self._check_claimable()
+        h = core._hdr
         while True:
             c = aring_load_acquire_u64(&h.claim_position.value)
             space = <uint64_t> self._claim_space(c)
@@ -750,10 +752,11 @@ def _record_batch(ReaderEnd reader not None, Py_ssize_t max_records):
     avail = reader._readable(&eof)
     if avail == 0:
         return out, 0, eof
+    r = aring_load_relaxed_u64(&core._hdr.slots[reader._slot].position)
     core._view(0, 0, False).release()   # makes the shared read-only window if needed
+    reader._check_usable()   # that allocation may have run a collection that closed it
     window = core._rwindow
     lent = reader._views
-    r = aring_load_relaxed_u64(&core._hdr.slots[reader._slot].position)
     while spanned < avail and count < max_records:
         if core._closed or reader._closed:   # by a collection the last allocation ran
             break
