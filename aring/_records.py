@@ -257,7 +257,9 @@ class RecordWriter(_native.RecordWriterEnd, _TaskSide, ObjectSendStream[bytes]):
 
         The other processes keep producing; the stream ends once every process
         closed the writer (or died).  ``ClosedResourceError`` if every other
-        process had closed it already.
+        process had closed it already.  Without ``multi_producer=True`` this is
+        a hand-over, as for the byte ends: the other processes must stop
+        producing (one producer at a time).
         """
         super().reattach()
         # The parent's threads are not here: a lock one of them held at fork()
