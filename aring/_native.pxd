@@ -298,6 +298,7 @@ cdef class WriterEnd(_End):
 
 
 cdef class RecordWriterEnd(_End):
+    cdef int _copying             # GIL-free copies into claims of this end running now
     cdef int _producer            # this process's producer slot
     cdef uint32_t _producer_claims  # that slot's claim count when this process took it
     cdef dict _open               # this end's open claims: position -> payload length

@@ -560,14 +560,26 @@ class RecordReader(ObjectReceiveStream[bytes]):
             while result is None:
                 left = self._stalled_for(anyio.current_time())
                 if left is None:
-                    await end._wait_until_ready(current_backend(), 1)
-                elif left > 0:
+                    # A claim opened while this reader sleeps would wake no one:
+                    # look again after claim_timeout at the latest.
+                    left = self._claim_timeout
+                if left > 0:
                     with anyio.move_on_after(left):
                         await end._wait_until_ready(current_backend(), 1)
                 result = attempt()
             return result
         finally:
             end._release(token, True)
+
+    def reattach(self) -> None:
+        """Take over this reader, inherited through ``fork()``, in this process.
+
+        As for the byte ends: until then its calls raise ``ForkedError``, and
+        the parent must stop using it.
+        """
+        self._bytes.reattach()
+        self._lent = 0
+        self._stall = None
 
     def close(self) -> None:
         """Leave the ring: the slot is freed and the writer no longer waits for this reader."""
@@ -621,8 +633,10 @@ class SyncRecordReader:
             now = time.monotonic()
             left = None if deadline is None else max(0.0, deadline - now)
             stall = end._stalled_for(now)
-            if stall is not None and (left is None or stall < left):
-                end._bytes.wait(1, stall)  # then look at the claim again
+            if stall is None:
+                stall = end._claim_timeout  # a claim opened meanwhile would wake no one
+            if left is None or stall < left:
+                end._bytes.wait(1, stall)  # then look at the claims again
             elif not end._bytes.wait(1, left):
                 raise _timed_out(what, timeout)
             result = attempt()

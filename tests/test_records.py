@@ -1012,3 +1012,60 @@ def test_python_code_run_inside_a_record_call_closes_the_ring() -> None:
     )
     assert outcomes["collections"] == "returned True"
     assert outcomes["unexpected errors"] == "returned []"
+
+
+def test_a_claim_whose_header_is_not_written_yet_is_waited_for_not_corruption() -> None:
+    """A fresh ring's zeros at position 0 look like this lap's header with state 0."""
+    with aring.RecordRing(4096, strategy="shm") as ring:
+        _writer, reader = ring.writer(), ring.reader()
+        layout = ring._layout()
+        with mmap.mmap(ring.buffer.fileno(), layout["data"] + ring.capacity) as shared:
+            # another process moved the claim cursor and has not written the header yet
+            shared[layout["claim_position"] : layout["claim_position"] + 8] = struct.pack("<Q", 64)
+        with pytest.raises(WouldBlock):
+            reader.receive_nowait()
+        assert aring._native._record_stalled(reader._bytes) == 0  # timed as a stalled claim
+
+
+def test_a_reader_asleep_before_a_claim_opened_still_drops_it_after_claim_timeout() -> None:
+    with aring.RecordRing(4096, multi_producer=True, claim_timeout=0.3) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        got: list[bytes] = []
+        thread = threading.Thread(target=lambda: got.append(reader.sync.receive(timeout=20)))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not ring._waiters()["readers"] and time.monotonic() < deadline:
+            time.sleep(0.001)  # until the reader sleeps on an empty ring
+        stuck = writer.try_claim(4)
+        writer.send_nowait(b"behind")  # publishes nothing: wakes no one
+        thread.join(20)
+        assert got == [b"behind"]  # within twice claim_timeout, not the 20 s timeout
+        assert stuck is not None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_closing_the_ring_in_the_producer_process_ends_the_stream_elsewhere() -> None:
+    """ring.close() closes its ends with the memory still mapped: claims dropped, slot freed."""
+    ring = aring.RecordRing(4096, multi_producer=True, readers=2, claim_timeout=300)
+    writer, _reader = ring.writer(), ring.reader()
+    writer.try_claim(5)  # left open
+    writer.send_nowait(b"hello")
+    joined, told = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the reading child
+        code = 1
+        try:
+            reader = ring.reader()  # a reader of its own, at the oldest record held
+            os.write(told, b"j")
+            if reader.sync.receive(timeout=20) == b"hello":
+                try:
+                    reader.sync.receive(timeout=20)
+                except EndOfStream:
+                    code = 0
+        finally:
+            os._exit(code)
+    os.read(joined, 1)
+    os.close(joined)
+    os.close(told)
+    ring.close()  # the parent: no writer.close() first
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0

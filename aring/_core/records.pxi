@@ -309,14 +309,15 @@ cdef class RecordWriterEnd(_End):
         return True
 
     cdef void _mirror_record(self, uint64_t position, uint64_t size) noexcept:
-        """The copy strategy: make both halves hold the record (before its state says finished)."""
+        """The copy strategy: make both halves hold the record's payload (before its state says finished).
+
+        Only the payload: header fields are only ever read at their offset
+        modulo the capacity, and copying over them could undo a reader's
+        concurrent CAS on the state.
+        """
         cdef RingCore core = self._core
-        cdef Py_ssize_t off = <Py_ssize_t> (position % core._cap)
-        if off + ARING_RECORD_HEADER > core._cap:
-            # Header fields past the end were written at the start (where
-            # everyone reads them); the mirror copies from the other side.
-            memcpy(core._data + core._cap, core._data, off + ARING_RECORD_HEADER - core._cap)
-        core._buffer._mirror(off, <Py_ssize_t> size)
+        core._buffer._mirror(<Py_ssize_t> (position % core._cap + ARING_RECORD_HEADER),
+                             <Py_ssize_t> (size - ARING_RECORD_HEADER))
 
     def _try_claim(self, Py_ssize_t length):
         """Claim a record of ``length`` payload bytes: its position, or None when it does not fit now.
@@ -343,8 +344,10 @@ cdef class RecordWriterEnd(_End):
             dst = core._data + <Py_ssize_t> (c % core._cap) + ARING_RECORD_HEADER
             if view.len >= NOGIL_COPY:
                 core._inflight += 1
+                self._copying += 1   # close() waits: the slot (and so the claim) stays ours
                 with nogil:
                     memcpy(dst, view.buf, view.len)
+                    self._copying -= 1
                 core._inflight -= 1
             else:
                 memcpy(dst, view.buf, view.len)
@@ -408,7 +411,14 @@ cdef class RecordWriterEnd(_End):
                 return 0
             if aring_cas_u64(&h.claim_position.value, c, c + total):
                 break
-        # Ours now, from c to c + total: write every record, then finish them in order.
+        # Ours now, from c to c + total.  Every header first (a reader measures a
+        # stalled claim by its header), then the payloads, then the states.
+        p = c
+        for k in range(start, end):
+            _record_length(core, p)[0] = <uint32_t> lengths[k - start]
+            _record_state(core, p)[0] = _claimed_by(self._producer)
+            aring_store_release_u64(_record_position(core, p), p)
+            p += aring_record_size(lengths[k - start])
         p = c
         try:
             for k in range(start, end):
@@ -418,27 +428,23 @@ cdef class RecordWriterEnd(_End):
                     raise ClosedResourceError("the ring was closed during the send")
                 try:
                     length = lengths[k - start]
-                    if view.len != length:   # changed under us (another thread resized it)
-                        length = min(view.len, length)
+                    if view.len != length:   # resized under us (Python code ran): refuse
+                        raise ValueError(
+                            f"record {k} changed size during send_batch ({length} -> {view.len})"
+                        )
                     memcpy(core._data + <Py_ssize_t> (p % core._cap) + ARING_RECORD_HEADER,
                            view.buf, length)
                 finally:
                     PyBuffer_Release(&view)
-                _record_length(core, p)[0] = <uint32_t> lengths[k - start]
-                _record_state(core, p)[0] = _claimed_by(self._producer)
-                aring_store_release_u64(_record_position(core, p), p)
                 p += aring_record_size(lengths[k - start])
         except BaseException:
             # The list changed under us (an item replaced by another thread):
             # every record of this claim is dropped, none left unmeasurable.
-            if not core._closed:
+            if core._hdr != NULL:
                 p = c
                 for k in range(start, end):
-                    _record_length(core, p)[0] = <uint32_t> lengths[k - start]
-                    if core._mirrored:
-                        self._mirror_record(p, aring_record_size(lengths[k - start]))
-                    _record_state(core, p)[0] = ARING_RECORD_SKIPPED
-                    aring_store_release_u64(_record_position(core, p), p)
+                    aring_cas_u32(_record_state(core, p), _claimed_by(self._producer),
+                                  ARING_RECORD_SKIPPED)
                     p += aring_record_size(lengths[k - start])
                 _publish_records(core)
             raise
@@ -504,7 +510,7 @@ cdef class RecordWriterEnd(_End):
                         del self._views[i]
                         break
         length = self._open.pop(position, None)
-        if length is None or core._closed:
+        if length is None or core._hdr == NULL:   # (ring.close() closes its ends while mapped)
             return False
         if aring_load_acquire_u64(_record_position(core, position)) != position:
             raise core._corrupt(f"the header of the open claim at position {position} changed")
@@ -526,8 +532,11 @@ cdef class RecordWriterEnd(_End):
                 self._finish(position, False)
             except BrokenResourceError:
                 pass   # a corrupt header: the readers will say so
-        if core._closed or core._hdr == NULL:
+        if core._hdr == NULL:
             return   # a collection run meanwhile closed the ring: its memory is gone
+        with nogil:   # a GIL-free copy into a claim of ours finishes first
+            while self._copying:
+                usleep(20)
         self._free_producer_slot()
         try:
             _close_producers_if_none(core, 0)   # the last process to close ends the stream
@@ -633,10 +642,10 @@ cdef int _publish_records(RingCore core) except -1:
         if aring_load_acquire_u64(_record_position(core, w)) != w:
             break   # claimed, its header not written yet
         state = aring_load_acquire_u32(_record_state(core, w))
-        if _is_claimed(state):
-            break
+        if state != ARING_RECORD_COMMITTED and state != ARING_RECORD_SKIPPED:
+            break   # claimed (or its header being written: a fresh ring's zeros match w)
         size = aring_record_size(_record_length(core, w)[0])
-        if (state != ARING_RECORD_COMMITTED and state != ARING_RECORD_SKIPPED) or size > c - w:
+        if size > c - w:
             raise core._corrupt(
                 f"the record at position {w} has state {state} and length "
                 f"{_record_length(core, w)[0]}, with claims up to {c}"
@@ -674,9 +683,11 @@ def _record_stalled(ReaderEnd reader not None):
     if aring_load_acquire_u64(_record_position(core, w)) != w:
         return w   # claimed, the header not written yet
     state = aring_load_acquire_u32(_record_state(core, w))
-    if not _is_claimed(state):
+    if state == ARING_RECORD_COMMITTED or state == ARING_RECORD_SKIPPED:
         _publish_records(core)   # finished meanwhile: publish it (its finisher may be slow)
         return -1
+    if not _is_claimed(state):
+        return w   # its header is being written (a fresh ring's zeros match position 0)
     producer = <int> (state >> 8) - 1
     if 0 <= producer < ARING_MAX_PRODUCERS:
         slot = &h.producers[producer]
@@ -716,8 +727,13 @@ cdef int _check_record_reader(ReaderEnd reader) except -1:
     return 0
 
 
-cdef uint64_t _record_at(RingCore core, uint64_t p, Py_ssize_t avail, uint32_t *state) except 0:
-    """The size of the finished record at position ``p`` within ``avail`` readable bytes."""
+cdef uint64_t _record_at(RingCore core, uint64_t p, Py_ssize_t avail, uint32_t *state,
+                         uint32_t *checked) except 0:
+    """The size of the finished record at position ``p`` within ``avail`` readable bytes.
+
+    Its length, as checked, in ``checked``: the header is shared memory, and
+    reading it again could give another value.
+    """
     cdef uint64_t size
     cdef uint32_t length
     if aring_load_acquire_u64(_record_position(core, p)) != p:
@@ -730,6 +746,7 @@ cdef uint64_t _record_at(RingCore core, uint64_t p, Py_ssize_t avail, uint32_t *
             f"the record at position {p} has state {state[0]} and length {length}, with "
             f"{avail} bytes published from there"
         )
+    checked[0] = length
     return size
 
 
@@ -744,7 +761,7 @@ def _record_batch(ReaderEnd reader not None, Py_ssize_t max_records):
     cdef bint eof
     cdef Py_ssize_t avail, spanned = 0, start, count = 0
     cdef uint64_t r, p, size
-    cdef uint32_t state
+    cdef uint32_t state, length
     cdef list out = []
     cdef list lent
     cdef object window
@@ -761,10 +778,10 @@ def _record_batch(ReaderEnd reader not None, Py_ssize_t max_records):
         if core._closed or reader._closed:   # by a collection the last allocation ran
             break
         p = r + <uint64_t> spanned
-        size = _record_at(core, p, avail - spanned, &state)
+        size = _record_at(core, p, avail - spanned, &state, &length)
         if state == ARING_RECORD_COMMITTED:
             start = <Py_ssize_t> ((p + ARING_RECORD_HEADER) % core._cap)
-            view = window[start:start + <Py_ssize_t> _record_length(core, p)[0]]
+            view = window[start:start + <Py_ssize_t> length]
             lent.append(view)   # released by the reader's next consume (or close)
             out.append(view)
             count += 1
@@ -791,10 +808,9 @@ def _record_read(ReaderEnd reader not None):
     r = aring_load_relaxed_u64(&core._hdr.slots[reader._slot].position)
     while spanned < avail:
         p = r + <uint64_t> spanned
-        size = _record_at(core, p, avail - spanned, &state)
+        size = _record_at(core, p, avail - spanned, &state, &length)
         spanned += <Py_ssize_t> size
         if state == ARING_RECORD_COMMITTED:
-            length = _record_length(core, p)[0]
             data = PyBytes_FromStringAndSize(NULL, length)
             reader._check_usable()   # the allocation may have run a collection that closed it
             core._copy_out(p + ARING_RECORD_HEADER, PyBytes_AS_STRING(data), length)
