@@ -1005,7 +1005,7 @@ def test_python_code_run_inside_a_record_call_closes_the_ring() -> None:
         run(0)   # count the collections one pass makes
         points = closing["seen"]
         errors = {run(at) for at in range(1, points + 1)}
-        outcome("collections", lambda: points > 20)
+        outcome("collections", lambda: points > 10)  # 3.12 collects less often than 3.11
         outcome("unexpected errors", lambda: sorted(errors - {None}))
         """,
         timeout=120,
