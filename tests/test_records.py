@@ -1069,3 +1069,34 @@ def test_closing_the_ring_in_the_producer_process_ends_the_stream_elsewhere() ->
     os.close(told)
     ring.close()  # the parent: no writer.close() first
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_producers_behind_a_fast_reader_never_report_corruption() -> None:
+    """A producer's claim cursor may be stale (others claimed, published, and the
+    reader read past it): that reader holds nothing back.  Taken for corruption,
+    it made a producer fail with BrokenResourceError and its records never came."""
+    producers, count = 4, 1500
+    for _ in range(8):
+        with aring.RecordRing(1 << 14, multi_producer=True) as ring:
+            writer, reader = ring.writer(), ring.reader()
+            pids = []
+            for producer in range(producers):
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - a child
+                    code = 1
+                    try:
+                        writer.reattach()
+                        for sequence in range(count):
+                            writer.sync.send(struct.pack("<HI", producer, sequence), timeout=30)
+                        writer.close()
+                        code = 0
+                    finally:
+                        os._exit(code)
+                pids.append(pid)
+            following = [0] * producers
+            for _ in range(producers * count):
+                producer, sequence = struct.unpack("<HI", reader.sync.receive(timeout=30))
+                assert sequence == following[producer]
+                following[producer] += 1
+            assert [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids] == [0] * 4

@@ -224,7 +224,10 @@ cdef class RecordWriterEnd(_End):
                     f"({core._cap})"
                 )
             return <Py_ssize_t> (core._cap - c)
-        active = _scan_readers(h, core._max_readers, -1, c, core._cap, True, &lag)
+        # ``c`` may be stale: another producer claimed, published, and a reader
+        # read past it meanwhile.  Such a reader holds nothing back, and the
+        # claim's CAS from this ``c`` fails: it is passed over, not corruption.
+        active = _scan_readers(h, core._max_readers, -1, c, core._cap, False, &lag)
         if active < 0:
             raise core._corrupt_slot(-1 - active, c)
         if active == 0:
@@ -241,7 +244,7 @@ cdef class RecordWriterEnd(_End):
         c = aring_load_acquire_u64(&h.claim_position.value)
         if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
             return c > cap or cap - c >= <uint64_t> need
-        active = _scan_readers(h, self._core._max_readers, -1, c, cap, True, &lag)
+        active = _scan_readers(h, self._core._max_readers, -1, c, cap, False, &lag)
         if active <= 0:
             return True
         return cap - lag >= <uint64_t> need
