@@ -4,6 +4,7 @@ from ._capabilities import Capabilities, capabilities
 from ._file_worker import FileSync
 from ._io import TransferStats, fill, pump, sendfile
 from ._native import DoubleMappedBuffer, ForkedError, MappingError
+from ._persist import attach
 from ._records import (
     Claim,
     RecordReader,
@@ -43,6 +44,7 @@ __all__ = [
     "TransferStats",
     "UDPStats",
     "Writer",
+    "attach",
     "capabilities",
     "connect_tcp",
     "create_tcp_listener",

@@ -26,6 +26,7 @@ cdef extern from "includes/aring.h" nogil:
     uint32_t aring_fetch_or_u32(uint32_t *p, uint32_t v)
     uint64_t aring_fetch_or_u64(uint64_t *p, uint64_t v)
     uint64_t aring_fetch_and_u64(uint64_t *p, uint64_t v)
+    uint32_t aring_fetch_and_u32(uint32_t *p, uint32_t v)
     uint64_t aring_fetch_add_u64(uint64_t *p, uint64_t v)
     void aring_fence_seqcst()
     int aring_ctz64(uint64_t v)
@@ -42,6 +43,10 @@ cdef extern from "includes/aring.h" nogil:
     uint32_t ARING_FLAG_READER_ATTACHED
     uint32_t ARING_FLAG_RECORDS
     uint32_t ARING_FLAG_RECORDS_CLOSING
+    uint32_t ARING_FLAG_MULTI_PRODUCER
+    uint32_t ARING_FLAG_PERSISTENT
+    uint32_t ARING_FLAG_KNOWN
+    int ARING_NAME_MAX
     uint32_t ARING_RECORD_HEADER
     uint32_t ARING_RECORD_CLAIMED
     uint32_t ARING_RECORD_COMMITTED
@@ -49,6 +54,7 @@ cdef extern from "includes/aring.h" nogil:
     uint32_t ARING_SLOT_FREE
     uint32_t ARING_SLOT_CLAIMED
     uint32_t ARING_SLOT_ACTIVE
+    uint32_t ARING_SLOT_PARKED
 
     ctypedef struct aring_geometry:
         uint64_t magic
@@ -60,6 +66,8 @@ cdef extern from "includes/aring.h" nogil:
         uint32_t max_readers
         uint32_t strategy
         uint32_t flags
+        uint32_t checksum
+        uint64_t created
 
     ctypedef struct aring_owner:
         uint32_t pid
@@ -78,6 +86,7 @@ cdef extern from "includes/aring.h" nogil:
         uint64_t position
         uint64_t wake_at
         aring_owner owner
+        char name[64]
 
     ctypedef struct aring_header:
         aring_geometry geometry
@@ -87,7 +96,9 @@ cdef extern from "includes/aring.h" nogil:
         aring_line_u64 notifier_writes
         aring_line_u64 dead_readers
         aring_owner writer
+        uint64_t writer_word
         aring_line_u64 claim_position
+        aring_line_u64 registry_lock
         aring_slot producers[16]
         aring_slot slots[1]   # flexible array member in C
 
@@ -97,6 +108,7 @@ cdef extern from "includes/aring.h" nogil:
         uint32_t state
 
     uint64_t aring_record_size(uint64_t length)
+    uint32_t aring_geometry_checksum(const aring_geometry *g)
 
     size_t aring_header_bytes(size_t max_readers)
     uint64_t aring_slot_mask(uint32_t max_readers)
@@ -126,6 +138,7 @@ cdef extern from "includes/aring.h" nogil:
     int ARING_NOTIFIER_NONE
     int ARING_NOTIFIER_EVENTFD
     int ARING_NOTIFIER_PIPE
+    int ARING_NOTIFIER_FIFO
     int aring_notifier_open(int kind, int *rfd, int *wfd, aring_error *e)
     int aring_notifier_signal(int kind, int wfd)
     void aring_notifier_drain(int kind, int rfd)
@@ -136,6 +149,7 @@ cdef extern from "includes/aring.h" nogil:
     int ARING_PROCESS_DEAD
     uint64_t aring_self_start()
     int aring_process_alive(uint32_t pid, uint64_t start)
+    int aring_process_alive_masked(uint32_t pid, uint64_t start, uint64_t mask)
 
     # relay_engine.h
     int ARING_HAVE_RELAY_ENGINE
@@ -240,6 +254,10 @@ cdef class RingCore:
     cdef bint _has_writer
     cdef bint _records            # a RecordRing (records.pxi)
     cdef list _ends
+    cdef bytes _path              # a ring file's path (persistence.pxi), else None
+
+    cdef _create(self, capacity, readers, item_size, strategy, bytes path, str notifier,
+                 bint multi_producer)
 
     cdef int _check_open(self) except -1
     cdef object _view(self, Py_ssize_t offset, Py_ssize_t n, bint writable)
@@ -293,6 +311,7 @@ cdef class _End:
 
 cdef class WriterEnd(_End):
     cdef Py_ssize_t _reserved
+    cdef uint32_t _writer_claims  # the header's writer word's claim count when this end took it
 
     cdef Py_ssize_t _try_write(self, const char *src, Py_ssize_t n, bint partial) except -1
 
@@ -302,6 +321,7 @@ cdef class RecordWriterEnd(_End):
     cdef int _producer            # this process's producer slot
     cdef uint32_t _producer_claims  # that slot's claim count when this process took it
     cdef dict _open               # this end's open claims: position -> payload length
+    cdef uint32_t _writer_claims  # the header's writer word's claim count (single producer), else 0
 
     cdef int _check_claimable(self) except -1
     cdef int _free_producer_slot(self) except -1
@@ -314,6 +334,8 @@ cdef class RecordWriterEnd(_End):
 cdef class ReaderEnd(_End):
     cdef int _slot
     cdef uint32_t _claims         # the slot's claim count when this end took it
+    cdef bint _named              # a named reader: parked, not freed, when it leaves
+    cdef str _name
 
     cdef Py_ssize_t _readable(self, bint *eof) except -1
     cdef object _end_of_stream(self)

@@ -21,7 +21,8 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.errno cimport EALREADY, EINTR, EINVAL, ESHUTDOWN, errno
 from libc.stdint cimport uint32_t, uint64_t, uintptr_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy, memset
+from posix.mman cimport MS_SYNC, msync
 
 import errno as _errno
 import numbers as _numbers
@@ -59,4 +60,5 @@ include "_core/reader.pxi"
 include "_core/waiting.pxi"
 include "_core/file_loops.pxi"
 include "_core/records.pxi"
+include "_core/persistence.pxi"
 include "_core/relay_engine.pxi"

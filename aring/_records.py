@@ -91,6 +91,7 @@ class RecordRing(_native.RingCore):
         notifier: str = "auto",
         checkpoints: Checkpoints = "always",
         claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+        _attach: bool = False,
     ) -> RecordRing:
         check_checkpoints(checkpoints)
         if not isinstance(multi_producer, bool):
@@ -107,9 +108,11 @@ class RecordRing(_native.RingCore):
             path=path,
             notifier=notifier,
             records=True,
+            multi_producer=multi_producer,
+            _attach=_attach,
         )
         ring.checkpoints = checkpoints
-        ring.multi_producer = multi_producer
+        ring.multi_producer = ring._multi_producer  # a ring file says what it was made with
         ring.claim_timeout = float(claim_timeout)
         return ring
 
@@ -124,6 +127,7 @@ class RecordRing(_native.RingCore):
         notifier: str = "auto",
         checkpoints: Checkpoints = "always",
         claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+        _attach: bool = False,
     ) -> None:
         self._writer: RecordWriter | None = None
 
@@ -140,11 +144,14 @@ class RecordRing(_native.RingCore):
             self._writer = RecordWriter(self)
         return self._writer
 
-    def reader(self) -> RecordReader:
-        """A new reader; it starts at the oldest record still held for the others."""
+    def reader(self, *, name: str | None = None) -> RecordReader:
+        """A new reader; it starts at the oldest record still held for the others.
+
+        ``name``: a named reader of a ring file (see ``Ring.reader``).
+        """
         if self.closed:
             raise ClosedResourceError("the ring is closed")
-        return RecordReader(self)
+        return RecordReader(self, name=name)
 
     def __enter__(self) -> Self:
         return self
@@ -468,8 +475,8 @@ class RecordReader(ObjectReceiveStream[bytes]):
     until the next call on this reader.
     """
 
-    def __init__(self, ring: RecordRing) -> None:
-        self._bytes = Reader(ring)  # type: ignore[arg-type]
+    def __init__(self, ring: RecordRing, *, name: str | None = None) -> None:
+        self._bytes = Reader(ring, name=name)  # type: ignore[arg-type]
         self._lent = 0  # bytes spanned by the last batch, consumed by the next call
         self._sync: SyncRecordReader | None = None
         self._claim_timeout = ring.claim_timeout

@@ -36,8 +36,11 @@ class Ring(_native.RingCore):
 
     ``capacity`` is rounded up to a multiple of the page size and of
     ``item_size``; all of it is usable.  ``strategy`` picks the mapping
-    (``"auto"``, ``"memfd"``, ``"shm"``, ``"file"``, ``"copy"``); ``path`` keeps
-    the ring's memory in that (new or empty) file.  ``notifier`` picks how
+    (``"auto"``, ``"memfd"``, ``"shm"``, ``"file"``, ``"copy"``).  ``path``
+    keeps the ring in that file: created if missing, else opened again if it
+    holds a ring of the same geometry (``MappingError`` if not), so it
+    outlives the process; other processes open it with ``aring.attach()``
+    (docs/persistence.rst).  ``notifier`` picks how
     waiters sleep (``"auto"``, ``"eventfd"``, ``"pipe"``); ``"none"`` makes a
     ring that is only polled (``try_*``): it opens no fds, and a call that
     would have to wait raises ``RuntimeError``.
@@ -73,6 +76,7 @@ class Ring(_native.RingCore):
         path: str | bytes | None = None,
         notifier: str = "auto",
         checkpoints: Checkpoints = "always",
+        _attach: bool = False,
     ) -> None:
         self._writer: Writer | None = None
 
@@ -84,11 +88,17 @@ class Ring(_native.RingCore):
             self._writer = Writer(self)
         return self._writer
 
-    def reader(self) -> Reader:
-        """A new reader end; it starts at the oldest byte still held for the others."""
+    def reader(self, *, name: str | None = None) -> Reader:
+        """A new reader end; it starts at the oldest byte still held for the others.
+
+        ``name`` (a ring file's readers only): the reader's position lives in
+        the file under that name.  Opening the name again, in this or a later
+        process, resumes right after the last byte it consumed; closed, it
+        stays parked and holds the writer back (``remove_reader`` forgets it).
+        """
         if self.closed:
             raise ClosedResourceError("the ring is closed")
-        return Reader(self)
+        return Reader(self, name=name)
 
     def __enter__(self) -> Ring:
         return self

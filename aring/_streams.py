@@ -274,7 +274,7 @@ class Reader(_native.ReaderEnd, _TaskSide, ByteReceiveStream):
     ``anyio.EndOfStream`` once the writer closed and everything was read.
     """
 
-    def __init__(self, ring: Ring) -> None:
+    def __init__(self, ring: Ring, *, name: str | None = None) -> None:
         self._sync: SyncReader | None = None
         self._init_task_side(ring)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import textwrap
 
@@ -221,7 +222,12 @@ def test_a_new_ring_file_is_private_and_complete(tmp_path: os.PathLike[str]) -> 
                 assert f.read(8) == b"A_ARING1", "the file is named only once its header is written"
     finally:
         os.umask(old)
-    assert sorted(os.listdir(tmp_path)) == ["q.ring"], "no temporary file is left behind"
+    assert sorted(os.listdir(tmp_path)) == ["q.ring", "q.ring.wake"], "no temporary file is left"
+    wake = os.path.join(tmp_path, "q.ring.wake")
+    assert os.stat(wake).st_mode & 0o777 == 0o700, "the notifiers' directory is private"
+    for name in os.listdir(wake):
+        st = os.stat(os.path.join(wake, name))
+        assert stat.S_ISFIFO(st.st_mode) and st.st_mode & 0o777 == 0o600, name
 
 
 @pytest.mark.parametrize("path", ["ring\0elsewhere", b"ring\0elsewhere", ""])
@@ -230,40 +236,42 @@ def test_a_path_with_a_nul_byte_or_empty_is_a_value_error(path: str | bytes) -> 
         aring.Ring(PAGE, path=path)
 
 
-def test_two_processes_creating_one_path_never_share_it(tmp_path: os.PathLike[str]) -> None:
+def test_two_processes_creating_one_path_share_one_whole_ring(tmp_path: os.PathLike[str]) -> None:
+    """One creates the file, the other opens that same ring: never two, never a half-made one."""
     outcomes = run_scenario(
         f"""
-        import errno
-        rounds, both, neither = 300, 0, 0
+        rounds, apart = 300, 0
         for i in range(rounds):
             path = os.path.join({os.fspath(tmp_path)!r}, f"r{{i}}")
             go_r, go_w = os.pipe()
+            seen_r, seen_w = os.pipe()
             pid = os.fork()
-            try:
-                os.read(go_r, 1) if pid == 0 else os.write(go_w, b"!")
-                try:
-                    ring = aring.Ring({PAGE}, path=path)
-                    won = 1
-                except aring.MappingError as exc:
-                    assert exc.errno == errno.EEXIST, exc
-                    won = 0
-            except BaseException as exc:
-                print("OUTCOME error:", exc, flush=True)
-                won = 9
             if pid == 0:
-                os._exit(won)
+                try:
+                    os.read(go_r, 1)
+                    with aring.Ring({PAGE}, path=path) as ring:
+                        os.write(seen_w, str(ring.created).encode())
+                    os._exit(0)
+                except BaseException as exc:
+                    os.write(seen_w, repr(exc).encode())
+                    os._exit(1)
+            os.write(go_w, b"!")
+            try:
+                with aring.Ring({PAGE}, path=path) as ring:
+                    mine = str(ring.created)
+            except BaseException as exc:
+                print("OUTCOME error:", repr(exc), flush=True)
+                mine = None
             _, status = os.waitpid(pid, 0)
-            winners = won + os.waitstatus_to_exitcode(status)
-            both += winners == 2
-            neither += winners == 0
-            os.close(go_r); os.close(go_w)
-            if won:
-                ring.close()
-        outcome("both won", lambda: both)
-        outcome("neither won", lambda: neither)
+            theirs = os.read(seen_r, 200).decode()
+            if os.waitstatus_to_exitcode(status) != 0:
+                print("OUTCOME error:", theirs, flush=True)
+            apart += mine != theirs
+            for fd in (go_r, go_w, seen_r, seen_w):
+                os.close(fd)
+        outcome("apart", lambda: apart)
         """,
         timeout=120,
     )
     assert "error" not in outcomes, outcomes.get("error")
-    assert outcomes["both won"] == "returned 0"
-    assert outcomes["neither won"] == "returned 0"
+    assert outcomes["apart"] == "returned 0", "both processes opened the same ring"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 
 import pytest
@@ -57,7 +58,7 @@ class RingModel(RuleBasedStateMachine):
             readers=max_readers,
             strategy=strategy,
             path=self.path,
-            notifier=notifier,
+            notifier="auto" if self.path else notifier,  # a ring file's notifiers are FIFOs
         )
         assert self.ring.capacity == pages * PAGE_SIZE
         self.writer = self.ring.writer()
@@ -70,8 +71,7 @@ class RingModel(RuleBasedStateMachine):
             self.reserved = None
             self.ring.close()
         if self.path is not None:
-            os.unlink(self.path)
-            os.rmdir(os.path.dirname(self.path))
+            shutil.rmtree(os.path.dirname(self.path))
 
     # -- the model's view of the ring ------------------------------------------------
 

@@ -66,5 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except OSError as exc:
             parser.exit(1, f"aring relay: error: {exc}\n")
+    if args.command == "inspect":
+        from .inspect import run_inspect
+
+        try:
+            return run_inspect(
+                args.path, limit=args.bytes, records=args.records, as_json=args.json, out=sys.stdout
+            )
+        except (ValueError, OSError) as exc:
+            parser.exit(1, f"aring inspect: {exc}\n")
     parser.print_help()
     return 2

@@ -92,7 +92,41 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print throughput and what each region cost (wake-ups, passes) once a second",
     )
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="show a ring file: its header, readers, and the unread data as a hexdump",
+        description=(
+            "Print a ring file's header (geometry, positions, every reader with its lag and "
+            "whether its process lives) and a hexdump of each reader's unread data, or of "
+            "each record with --records.  Read only: the file is never changed, and it may "
+            "be in use."
+        ),
+    )
+    inspect.add_argument("path", help="the ring file")
+    inspect.add_argument(
+        "-n",
+        "--bytes",
+        type=_count,
+        default=256,
+        metavar="BYTES",
+        help="bytes to dump per reader (or per record) (default: 256; 0: none)",
+    )
+    inspect.add_argument(
+        "--records", action="store_true", help="walk a RecordRing's records, each with its header"
+    )
+    inspect.add_argument("--json", action="store_true", help="print one JSON object instead")
     return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes >= 0, got {text!r}")
+    return value
 
 
 def _capacity(text: str) -> int:

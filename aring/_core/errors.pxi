@@ -34,7 +34,8 @@ _HINTS = {
     _errno.ENFILE: "the system has too many open files",
     _errno.ENOSPC: "no space left on the device that holds the ring's file",
     _errno.EEXIST: (
-        "pass a path where no file exists; opening an existing ring file is not supported yet"
+        "a DoubleMappedBuffer's path= must not exist; aring.Ring(path=...) and aring.attach() "
+        "open existing ring files"
     ),
 }
 # More precise advice for a step whose errno alone says too little.

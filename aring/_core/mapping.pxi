@@ -95,7 +95,8 @@ cdef class DoubleMappedBuffer:
     followed or replaced.
     """
 
-    def __cinit__(self, size, *, strategy="auto", path=None, header=0, bint publish=True):
+    def __cinit__(self, size, *, strategy="auto", path=None, header=0, bint publish=True,
+                  int fd=-1):
         self._fd = -1
         self._base = NULL
         self._closed = True
@@ -103,6 +104,7 @@ cdef class DoubleMappedBuffer:
         cdef Py_ssize_t page = aring_page_size()
         cdef Py_ssize_t n = _as_positive_size(size, "size")
         cdef Py_ssize_t hdr = _as_size(header, "header")
+        cdef aring_error e
         if not isinstance(strategy, str):
             raise TypeError(f"strategy must be a str, not {type(strategy).__name__}")
         if strategy != "auto" and strategy not in _STRATEGY_CODES:
@@ -123,6 +125,17 @@ cdef class DoubleMappedBuffer:
         _check_capacity(self._size, n, "size")
         self._header = _round_up(hdr, page)
         self._total = self._header + 2 * self._size
+        if fd >= 0:
+            # An existing ring file, opened and checked by the caller (persistence.pxi):
+            # mapped as it is; the descriptor is ours from here on, also on failure.
+            if aring_map_double(fd, self._header, self._size, &self._base, &e) < 0:
+                aring_close_fd(fd)
+                raise _mapping_error(&e)
+            self._fd = fd
+            self._data = self._base + self._header
+            self._strategy = ARING_STRATEGY_FILE
+            self._closed = False
+            return
         if strategy == "auto":
             reasons = []
             for name in ("memfd", "shm", "copy"):

@@ -16,46 +16,19 @@ cdef inline uint64_t _join_position(RingCore core, int own) noexcept:
 cdef class ReaderEnd(_End):
     """A reader end's native part: ``aring.Reader`` adds the rest."""
 
-    def __cinit__(self, RingCore core not None, *args, **kwargs):
-        cdef aring_header *h = core._hdr
-        cdef uint32_t i, claims
-        cdef int slot = -1
-        cdef uint64_t pos, again, word, active
+    def __cinit__(self, RingCore core not None, *args, name=None, **kwargs):
+        cdef bytes bname = None
         self._kind = "reader"
-        for i in range(core._max_readers):
-            word = aring_load_acquire_u64(&h.slots[i].word)
-            claims = aring_slot_claims(word)
-            if aring_slot_state(word) == ARING_SLOT_FREE and aring_cas_u64(
-                &h.slots[i].word, word, aring_slot_word(ARING_SLOT_CLAIMED, claims + 1)
-            ):
-                slot = i
-                break
-        if slot < 0:
-            raise RuntimeError(f"all {core._max_readers} reader slots of the ring are taken")
-        self._slot = slot
-        self._claims = claims + 1
-        active = aring_slot_word(ARING_SLOT_ACTIVE, self._claims)
-        core._ends.append(self)
-        _record_owner(&h.slots[slot].owner)
-        if not (aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_READER_ATTACHED):
-            # The writer is held back by a virtual reader at 0: start there.
-            aring_store_release_u64(&h.slots[slot].position, 0)
-            aring_store_seqcst_u64(&h.slots[slot].word, active)
-            aring_fetch_or_u32(&h.geometry.flags, ARING_FLAG_READER_ATTACHED)
-            return
-        # Join at the oldest byte still kept for the others (or at the write
-        # cursor if there are none); once we are active the writer respects us,
-        # and a reservation it made before never reaches past the others.
-        pos = _join_position(core, slot)
-        while True:
-            aring_store_release_u64(&h.slots[slot].position, pos)
-            aring_store_seqcst_u64(&h.slots[slot].word, active)
-            # The writer may have freed bytes behind a reader that moved on
-            # before it saw us: if the oldest moved, follow it.
-            again = _join_position(core, slot)
-            if again <= pos:
-                return
-            pos = again
+        if name is not None:
+            bname = _reader_name(name)
+            if core._path is None:
+                raise ValueError(
+                    "named readers keep their position in a ring file: make the ring with path="
+                )
+            core._check_open()   # those allocations may have run a collection that closed it
+            _join_named(self, core, bname)
+        else:
+            _join_free_slot(self, core, None)
 
     cdef _take_over(self):
         # The new holder first, then a new claim: a writer that looked at the
@@ -116,14 +89,17 @@ cdef class ReaderEnd(_End):
         # a thread of ours blocked in wait() on this end.  Only our own claim is
         # freed: a slot that a child took over (reattach()), or that was freed
         # and claimed by another reader since, is not ours to free.
+        # A named reader is parked: its position stays and holds the writer
+        # back until it is opened again (or removed: ring.remove_reader()).
         cdef RingCore core = self._core
         cdef aring_slot *slot = &core._hdr.slots[self._slot]
         cdef Py_ssize_t i
         if aring_cas_u64(
             &slot.word,
             aring_slot_word(ARING_SLOT_ACTIVE, self._claims),
-            aring_slot_word(ARING_SLOT_FREE, self._claims),
+            aring_slot_word(ARING_SLOT_PARKED if self._named else ARING_SLOT_FREE, self._claims),
         ):
+            aring_fetch_and_u64(&core._hdr.readers_waiting.value, ~((<uint64_t> 1) << self._slot))
             core._wake_writer(<uint64_t> -1)
         aring_notifier_signal(core._notifier, core._reader_wfd[self._slot])
         for i in range(len(core._ends)):   # by identity: list.remove() would call __eq__
@@ -135,6 +111,11 @@ cdef class ReaderEnd(_End):
     def slot(self):
         """This reader's slot in the control header."""
         return self._slot
+
+    @property
+    def name(self):
+        """The reader's name (its position lives in the ring file), or None."""
+        return self._name
 
     cdef Py_ssize_t _readable(self, bint *eof) except -1:
         cdef RingCore core = self._core

@@ -133,11 +133,32 @@ cdef class RecordWriterEnd(_End):
         if core._has_writer:
             raise RuntimeError("the ring already has its writer end")
         self._open = {}
+        self._kind = "writer"
         core._check_open()   # that allocation may have run a collection that closed it
-        self._producer = _join_producers(core, &self._producer_claims)
+        _lock_registry(core)   # no producer joins while the stream is reopened
+        try:
+            if not aring_load_acquire_u32(&core._hdr.geometry.flags) & ARING_FLAG_MULTI_PRODUCER:
+                self._writer_claims = _claim_writer(core)   # one writer across processes
+            if core._path is not None and _active_producers(core) == 0:
+                # The first producer of a ring file: what dead ones left is
+                # finished, and the stream goes on.
+                try:
+                    _repair_records(core)
+                except BaseException:
+                    _release_writer(core, self._writer_claims)
+                    raise
+                aring_fetch_and_u32(&core._hdr.geometry.flags, ~(
+                    ARING_FLAG_WRITER_CLOSED | ARING_FLAG_WRITER_DIED | ARING_FLAG_RECORDS_CLOSING
+                ))
+            try:
+                self._producer = _join_producers(core, &self._producer_claims)
+            except BaseException:
+                _release_writer(core, self._writer_claims)
+                raise
+        finally:
+            _unlock_registry(core)
         core._has_writer = True
         core._ends.append(self)
-        self._kind = "writer"
         _record_owner(&core._hdr.writer)
 
     cdef _take_over(self):
@@ -541,6 +562,8 @@ cdef class RecordWriterEnd(_End):
             while self._copying:
                 usleep(20)
         self._free_producer_slot()
+        if core._hdr.writer.pid == _my_pid():
+            _release_writer(core, self._writer_claims)
         try:
             _close_producers_if_none(core, 0)   # the last process to close ends the stream
         except BrokenResourceError:

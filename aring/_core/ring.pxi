@@ -5,6 +5,7 @@ cdef dict _NOTIFIER_CODES = {
     "eventfd": ARING_NOTIFIER_EVENTFD,
     "pipe": ARING_NOTIFIER_PIPE,
     "none": ARING_NOTIFIER_NONE,
+    "fifo": ARING_NOTIFIER_FIFO,
 }
 cdef dict _NOTIFIER_NAMES = {v: k for k, v in _NOTIFIER_CODES.items()}
 cdef object _auto_notifier = None      # what notifier="auto" picks, probed once
@@ -87,9 +88,10 @@ cdef inline bint _owner_dead(aring_owner *owner) noexcept:
 
 cdef inline int _scan_readers(aring_header *h, uint32_t max_readers, int skip, uint64_t w,
                               uint64_t cap, bint writer_view, uint64_t *lag) noexcept nogil:
-    """The largest ``w - position`` over the active reader slots but ``skip``.
+    """The largest ``w - position`` over the active (and parked) reader slots but ``skip``.
 
-    Stored in ``lag``; returns how many slots are active, or ``-1 - slot`` for
+    Stored in ``lag``; returns how many slots are active or parked (a parked
+    named reader holds its bytes until it comes back), or ``-1 - slot`` for
     a slot that cannot be right (the header is shared memory: untrusted).  The
     writer's free space is ``capacity - lag``, and a joining reader starts at
     ``w - lag``.  Cursors are compared modulo 2**64.  With ``writer_view``,
@@ -105,8 +107,8 @@ cdef inline int _scan_readers(aring_header *h, uint32_t max_readers, int skip, u
         if <int> i == skip:
             continue
         state = aring_slot_state(aring_load_acquire_u64(&h.slots[i].word))
-        if state != ARING_SLOT_ACTIVE:
-            if state > ARING_SLOT_ACTIVE:
+        if state != ARING_SLOT_ACTIVE and state != ARING_SLOT_PARKED:
+            if state > ARING_SLOT_PARKED:
                 return -1 - <int> i
             continue
         active += 1
@@ -144,15 +146,32 @@ cdef class RingCore:
     """
 
     def __cinit__(self, capacity, *, readers=1, item_size=1, strategy="auto", path=None,
-                  notifier="auto", bint records=False):
+                  notifier="auto", bint records=False, bint multi_producer=False,
+                  bint _attach=False):
         cdef Py_ssize_t i
-        cdef aring_error e
-        cdef aring_geometry *g
         self._ends = []
         self._writer_rfd = self._writer_wfd = -1
         for i in range(ARING_MAX_READERS):
             self._reader_rfd[i] = self._reader_wfd[i] = -1
         self._closed = True
+        self._records = records
+        if not isinstance(notifier, str):
+            raise TypeError(f"notifier must be a str, not {type(notifier).__name__}")
+        if path is not None:
+            # A ring file: opened if it is there (persistence.pxi), else created.
+            _open_file(
+                self, _ring_path(path), capacity, readers, item_size, strategy, notifier,
+                multi_producer, _attach,
+            )
+            return
+        self._create(capacity, readers, item_size, strategy, None, notifier, multi_producer)
+
+    cdef _create(self, capacity, readers, item_size, strategy, bytes path, str notifier,
+                 bint multi_producer):
+        """Map a new ring (and, with ``path``, give its file that name once it is whole)."""
+        cdef Py_ssize_t i
+        cdef aring_error e
+        cdef aring_geometry *g
         cdef Py_ssize_t nreaders = (
             _as_size(readers, "readers") if not isinstance(readers, int) or readers >= 0 else -1
         )
@@ -161,13 +180,18 @@ cdef class RingCore:
         cdef Py_ssize_t cap = _rounded_capacity(capacity, item_size)
         cdef Py_ssize_t item = item_size
         cdef Py_ssize_t page = aring_page_size()
-        if not isinstance(notifier, str):
-            raise TypeError(f"notifier must be a str, not {type(notifier).__name__}")
         if notifier == "auto":
-            notifier = _default_notifier()
-        if notifier not in _NOTIFIER_CODES:
+            notifier = "fifo" if path is not None else _default_notifier()
+        if path is not None:
+            if notifier not in ("fifo", "none"):
+                raise ValueError(
+                    f"a ring file's waiters are woken through FIFOs beside it: notifier must be "
+                    f"'auto' or 'none' with path=, not {notifier!r}"
+                )
+        elif notifier not in _NOTIFIER_CODES or notifier == "fifo":
             raise ValueError(
                 f"unknown notifier {notifier!r}; expected 'auto', 'eventfd', 'pipe' or 'none'"
+                + (" ('fifo' is for rings with path=)" if notifier == "fifo" else "")
             )
         # The file of a path= ring gets its name only once the header below is
         # written: another process never sees it half made.
@@ -184,7 +208,9 @@ cdef class RingCore:
         self._notifier = _NOTIFIER_CODES[notifier]
         self._generation = aring_fork_generation()
         try:
-            if self._notifier != ARING_NOTIFIER_NONE:
+            if self._notifier == ARING_NOTIFIER_FIFO:
+                _open_fifos(self, path)
+            elif self._notifier != ARING_NOTIFIER_NONE:
                 if aring_notifier_open(self._notifier, &self._writer_rfd, &self._writer_wfd, &e) < 0:
                     raise _mapping_error(&e)
                 for i in range(nreaders):
@@ -206,9 +232,17 @@ cdef class RingCore:
         g.item_size = item
         g.max_readers = nreaders
         g.strategy = self._buffer._strategy
-        if records:   # RecordRing passes no item_size: its records are bytes
-            g.flags = ARING_FLAG_RECORDS
-        self._records = records
+        g.created = <uint64_t> _time.time_ns()
+        g.checksum = aring_geometry_checksum(g)
+        flags = 0
+        if self._records:   # RecordRing passes no item_size: its records are bytes
+            flags |= ARING_FLAG_RECORDS
+            if multi_producer:
+                flags |= ARING_FLAG_MULTI_PRODUCER
+        if path is not None:
+            flags |= ARING_FLAG_PERSISTENT
+            self._path = path
+        g.flags = flags
         _record_owner(&self._hdr.writer)
         try:
             self._buffer.publish()
@@ -318,7 +352,10 @@ cdef class RingCore:
                 continue
             # Free only the claim we looked at: if the slot was taken over
             # (reattach) or freed and claimed again meanwhile, its word changed.
-            if aring_cas_u64(&s.word, word, aring_slot_word(ARING_SLOT_FREE, aring_slot_claims(word))):
+            # A named reader is parked instead: its position waits for it.
+            if aring_cas_u64(&s.word, word, aring_slot_word(
+                ARING_SLOT_PARKED if s.name[0] != 0 else ARING_SLOT_FREE, aring_slot_claims(word)
+            )):
                 aring_fetch_and_u64(&h.readers_waiting.value, ~((<uint64_t> 1) << i))
                 aring_fetch_add_u64(&h.dead_readers.value, 1)
                 reaped += 1
@@ -444,6 +481,7 @@ cdef class RingCore:
             "slot_position": <char *> &first.position - <char *> first,
             "slot_pid": <char *> &first.owner.pid - <char *> first,
             "slot_start": <char *> &first.owner.start - <char *> first,
+            "slot_name": <char *> &first.name - <char *> first,
             "data": self._buffer._header,
         }
 
@@ -484,6 +522,70 @@ cdef class RingCore:
         """Reader slots this ring freed because their process died without closing them."""
         self._check_open()
         return aring_load_relaxed_u64(&self._hdr.dead_readers.value)
+
+    @property
+    def path(self):
+        """The ring file's path (``path=``, ``aring.attach()``), or None."""
+        return None if self._path is None else _os.fsdecode(self._path)
+
+    @property
+    def created(self):
+        """When the ring was made (seconds since the epoch; a ring file keeps it)."""
+        self._check_open()
+        return self._hdr.geometry.created / 1e9
+
+    @property
+    def _multi_producer(self):
+        self._check_open()
+        return bool(aring_load_acquire_u32(&self._hdr.geometry.flags) & ARING_FLAG_MULTI_PRODUCER)
+
+    def flush(self):
+        """Write the ring file to disk: whatever was committed before the call is there when it returns.
+
+        ``msync(MS_SYNC)`` of the whole file (header and data).  ValueError for
+        a ring without a file (``path=``): its memory never reaches a disk.
+        """
+        self._check_open()
+        if self._path is None:
+            raise ValueError("flush() is for ring files: this ring was made without path=")
+        _flush(self)
+
+    def stats(self):
+        """What the header says now: totals, the writer, every reader (position, lag, owner).
+
+        ``written`` is every byte ever committed (a reader's ``position`` is
+        every byte it consumed); ``lag`` is what a reader has yet to read.
+        """
+        self._check_open()
+        info = _describe(self._hdr, self._max_readers)
+        info.update(
+            kind="RecordRing" if self._records else "Ring",
+            path=self.path,
+            capacity=self._cap,
+            item_size=self._item,
+            max_readers=self._max_readers,
+            created=self._hdr.geometry.created / 1e9,
+        )
+        return info
+
+    def reset(self):
+        """Empty the ring: every reader, parked named ones too, skips what is unread.
+
+        Refused (``BusyResourceError``) while another process holds an end or
+        while claims are open; views this process holds are released.
+        """
+        self._check_open()
+        _reset(self)
+
+    def remove_reader(self, name):
+        """Forget the parked named reader ``name`` (KeyError if there is none).
+
+        Its position no longer holds the writer back; ``BusyResourceError``
+        while it is open.
+        """
+        cdef bytes bname = _reader_name(name)
+        self._check_open()
+        _remove_reader(self, bname)
 
     @property
     def buffer(self):

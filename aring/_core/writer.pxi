@@ -8,10 +8,17 @@ cdef class WriterEnd(_End):
             raise TypeError("a RecordRing's writer is a RecordWriter: use ring.writer()")
         if core._has_writer:
             raise RuntimeError("the ring already has its writer end")
+        self._kind = "writer"
+        # One writer across processes too (a ring file others opened).
+        self._writer_claims = _claim_writer(core)
         core._has_writer = True
         core._ends.append(self)
-        self._kind = "writer"
-        _record_owner(&core._hdr.writer)
+        if core._path is not None:
+            # A new writer of a ring file: the stream goes on (a reader that
+            # saw the last writer close already has its end of stream).
+            aring_fetch_and_u32(
+                &core._hdr.geometry.flags, ~(ARING_FLAG_WRITER_CLOSED | ARING_FLAG_WRITER_DIED)
+            )
 
     cdef _take_over(self):
         _record_owner(&self._core._hdr.writer)
@@ -57,6 +64,7 @@ cdef class WriterEnd(_End):
         cdef RingCore core = self._core
         if core._hdr.writer.pid == _my_pid():
             aring_fetch_or_u32(&core._hdr.geometry.flags, ARING_FLAG_WRITER_CLOSED)
+            _release_writer(core, self._writer_claims)
             core._wake_readers(True)
         aring_notifier_signal(core._notifier, core._writer_wfd)
 

@@ -12,7 +12,7 @@
 
 #define ARING_LINE 64
 #define ARING_MAGIC 0x31474e4952415f41ULL /* "A_ARING1" little-endian */
-#define ARING_LAYOUT_VERSION 4u
+#define ARING_LAYOUT_VERSION 5u
 #define ARING_MAX_READERS 64
 #define ARING_MAX_PRODUCERS 16   /* RecordRing: processes producing at once */
 
@@ -22,6 +22,10 @@
 #define ARING_FLAG_READER_ATTACHED 4u
 #define ARING_FLAG_RECORDS 8u             /* a RecordRing: the data is records (below) */
 #define ARING_FLAG_RECORDS_CLOSING 16u    /* its writer closed: EOF once every claim is published */
+#define ARING_FLAG_MULTI_PRODUCER 32u     /* a RecordRing whose writer many may use at once */
+#define ARING_FLAG_PERSISTENT 64u         /* a ring file others attach to (FIFO notifiers beside it) */
+#define ARING_FLAG_KNOWN 127u             /* every flag this layout defines */
+#define ARING_NAME_MAX 64                 /* a named reader's name: up to 63 bytes, NUL padded */
 
 /* reader slot states: the low 32 bits of a slot's word; the high 32 bits
  * count claims, so a slot freed and claimed again is never taken for the old
@@ -29,6 +33,7 @@
 #define ARING_SLOT_FREE 0u
 #define ARING_SLOT_CLAIMED 1u
 #define ARING_SLOT_ACTIVE 2u
+#define ARING_SLOT_PARKED 3u   /* a named reader with no holder: its position still holds the writer */
 
 static inline uint32_t aring_slot_state(uint64_t word) { return (uint32_t)word; }
 static inline uint32_t aring_slot_claims(uint64_t word) { return (uint32_t)(word >> 32); }
@@ -46,8 +51,9 @@ typedef struct {
     uint32_t max_readers;
     uint32_t strategy;
     uint32_t flags;        /* ARING_FLAG_* */
-    uint32_t _pad0;
-    char _pad[ARING_LINE - 48];
+    uint32_t checksum;     /* aring_geometry_checksum: the fields above but flags, and created */
+    uint64_t created;      /* creation time, ns since the epoch */
+    char _pad[ARING_LINE - 56];
 } aring_geometry;
 
 /* Who holds an end: enough to tell, from another process, that it died.  The
@@ -77,6 +83,7 @@ typedef struct {
     uint64_t wake_at;      /* while sleeping: the write position wanted */
     aring_owner owner;
     char _pad[ARING_LINE - 40];
+    char name[ARING_NAME_MAX];   /* a named reader's name (its own line: written once per claim) */
 } aring_slot;
 
 typedef struct {
@@ -87,13 +94,28 @@ typedef struct {
     aring_line_u64 notifier_writes;   /* line 4: wakeups actually sent (stats) */
     aring_line_u64 dead_readers;      /* line 5: slots freed because their process died */
     aring_owner writer;               /* line 6: the writer end's process */
-    char _pad6[ARING_LINE - sizeof(aring_owner)];
+    uint64_t writer_word;             /* aring_slot_word(ARING_SLOT_*, claims): one writer across processes */
+    char _pad6[ARING_LINE - sizeof(aring_owner) - 8];
     aring_line_u64 claim_position;    /* line 7: RecordRing: the end of the claimed records */
-    /* lines 8-23: RecordRing: one slot per process holding the writer (state and
+    aring_line_u64 registry_lock;     /* line 8: pid of the process naming a reader (rare) */
+    /* lines 9-40: RecordRing: one slot per process holding the writer (state and
      * owner as a reader slot's; position unused), so a dead producer is noticed */
     aring_slot producers[ARING_MAX_PRODUCERS];
-    aring_slot slots[];               /* lines 24..: one per reader slot */
+    aring_slot slots[];               /* lines 41..: two per reader slot */
 } aring_header;
+
+/* FNV-1a over the geometry a ring file is opened with: a file whose fixed
+ * fields were changed (by hand, a bad disk, another program) is refused. */
+static inline uint32_t aring_fnv1a(uint32_t h, const void *p, size_t n) {
+    const unsigned char *b = (const unsigned char *)p;
+    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 16777619u; }
+    return h;
+}
+
+static inline uint32_t aring_geometry_checksum(const aring_geometry *g) {
+    uint32_t h = aring_fnv1a(2166136261u, g, offsetof(aring_geometry, flags));
+    return aring_fnv1a(h, &g->created, sizeof g->created);
+}
 
 /* Everything is read back as untrusted input: a reader's distance from the
  * write cursor must be within the capacity, and only slot bits below

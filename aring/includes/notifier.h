@@ -18,6 +18,10 @@
 #define ARING_NOTIFIER_NONE 0     /* a ring only polled with try_*: no fds, no waits */
 #define ARING_NOTIFIER_EVENTFD 1
 #define ARING_NOTIFIER_PIPE 2
+/* A named FIFO beside a ring file, opened O_RDWR by every process that waits
+ * or wakes through it (never blocks, never sees EOF): one fd for both ends,
+ * signalled and drained as a pipe.  Opened by the persistence layer. */
+#define ARING_NOTIFIER_FIFO 3
 
 static int aring_notifier_open(int kind, int *rfd, int *wfd, aring_error *e) {
 #if defined(__linux__)

@@ -72,20 +72,25 @@ static uint64_t aring_self_start(void) {
     return start;
 }
 
-/* Whether the process that stored (pid, start) still runs. */
-static int aring_process_alive(uint32_t pid, uint64_t start) {
+/* Whether the process that stored (pid, start) still runs; `mask` says which
+ * bits of its start time `start` holds (a word that packs both keeps 32). */
+static int aring_process_alive_masked(uint32_t pid, uint64_t start, uint64_t mask) {
     char state, path[64];
     uint64_t now_start;
     if (pid == 0) return ARING_PROCESS_DEAD;
     snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
     if (aring_read_stat(path, &state, &now_start) == 0) {
         if (state == 'Z' || state == 'X') return ARING_PROCESS_DEAD;
-        if (start != 0 && now_start != start) return ARING_PROCESS_DEAD;  /* pid reused */
+        if (start != 0 && (now_start & mask) != start) return ARING_PROCESS_DEAD;  /* pid reused */
         return ARING_PROCESS_ALIVE;
     }
     /* No /proc: the pid alone says it (EPERM: alive, another user's). */
     if (kill((pid_t)pid, 0) == 0 || errno == EPERM) return ARING_PROCESS_ALIVE;
     return ARING_PROCESS_DEAD;
+}
+
+static int aring_process_alive(uint32_t pid, uint64_t start) {
+    return aring_process_alive_masked(pid, start, ~(uint64_t)0);
 }
 
 #endif /* ARING_PROCESS_H */
