@@ -60,4 +60,5 @@ def test_readme_code_runs() -> None:
         outputs.append(done.stdout)
     assert "Capabilities(" in outputs[0]
     assert "b'hello, world'" in outputs[1]
-    assert "[b'a record', b'hello']" in outputs[-1]
+    assert "[b'a record', b'hello']" in outputs[-2]
+    assert outputs[-1] == "b'first '\nb'second'\n", "the named reader resumed in the reopened file"
