@@ -255,6 +255,9 @@ cdef class RingCore:
     cdef bint _records            # a RecordRing (records.pxi)
     cdef list _ends
     cdef bytes _path              # a ring file's path (persistence.pxi), else None
+    cdef long long _flush_ns      # flush_every in ns: -1 never, 0 every commit
+    cdef uint64_t _flushed_at     # aring_now_ns() of the last flush by a commit
+    cdef uint64_t _flushes        # flushes this process made (stats())
 
     cdef _create(self, capacity, readers, item_size, strategy, bytes path, str notifier,
                  bint multi_producer)
@@ -265,6 +268,7 @@ cdef class RingCore:
     cdef object _corrupt(self, str what)
     cdef object _corrupt_slot(self, int slot, uint64_t w)
     cdef int _reap_dead_readers(self) except -1
+    cdef int _committed(self) except -1
     cdef bint _foreign_readers(self) noexcept
     cdef void _wake_readers(self, bint everyone) noexcept nogil
     cdef void _wake_writer(self, uint64_t position) noexcept nogil

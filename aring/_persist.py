@@ -23,6 +23,7 @@ def attach(
     *,
     checkpoints: Checkpoints = "always",
     claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+    flush_every: float | None = None,
 ) -> Ring | RecordRing:
     """Open the ring file at ``path``: a ``Ring`` or a ``RecordRing``, as it was made.
 
@@ -30,7 +31,8 @@ def attach(
     ``MappingError`` (with the reason) if there is no file, or it is not a
     ring file this aring can open (damaged, another layout version, another
     user's, a link).  ``claim_timeout`` applies to a RecordRing's readers in
-    this process; ``checkpoints`` as for ``Ring``.
+    this process; ``checkpoints`` and ``flush_every`` (this process's
+    commits) as for ``Ring``.
     """
     path = os.fspath(path)
     info = _native._ring_file_info(path)
@@ -41,6 +43,7 @@ def attach(
             path=path,
             checkpoints=checkpoints,
             claim_timeout=claim_timeout,
+            flush_every=flush_every,
             _attach=True,
         )
     return Ring(
@@ -49,5 +52,6 @@ def attach(
         item_size=info["item_size"],
         path=path,
         checkpoints=checkpoints,
+        flush_every=flush_every,
         _attach=True,
     )

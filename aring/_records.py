@@ -91,6 +91,7 @@ class RecordRing(_native.RingCore):
         notifier: str = "auto",
         checkpoints: Checkpoints = "always",
         claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+        flush_every: float | None = None,
         _attach: bool = False,
     ) -> RecordRing:
         check_checkpoints(checkpoints)
@@ -109,6 +110,7 @@ class RecordRing(_native.RingCore):
             notifier=notifier,
             records=True,
             multi_producer=multi_producer,
+            flush_every=flush_every,
             _attach=_attach,
         )
         ring.checkpoints = checkpoints
@@ -127,6 +129,7 @@ class RecordRing(_native.RingCore):
         notifier: str = "auto",
         checkpoints: Checkpoints = "always",
         claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+        flush_every: float | None = None,
         _attach: bool = False,
     ) -> None:
         self._writer: RecordWriter | None = None

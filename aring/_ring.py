@@ -40,7 +40,10 @@ class Ring(_native.RingCore):
     keeps the ring in that file: created if missing, else opened again if it
     holds a ring of the same geometry (``MappingError`` if not), so it
     outlives the process; other processes open it with ``aring.attach()``
-    (docs/persistence.rst).  ``notifier`` picks how
+    (docs/persistence.rst).  ``flush_every`` (ring files): a commit also
+    flushes the file to disk when the last such flush is that many seconds
+    old (0: every commit), and the writer's close flushes; None (the
+    default): only ``flush()`` does.  ``notifier`` picks how
     waiters sleep (``"auto"``, ``"eventfd"``, ``"pipe"``); ``"none"`` makes a
     ring that is only polled (``try_*``): it opens no fds, and a call that
     would have to wait raises ``RuntimeError``.
@@ -76,6 +79,7 @@ class Ring(_native.RingCore):
         path: str | bytes | None = None,
         notifier: str = "auto",
         checkpoints: Checkpoints = "always",
+        flush_every: float | None = None,
         _attach: bool = False,
     ) -> None:
         self._writer: Writer | None = None

@@ -172,6 +172,49 @@ def test_flush_writes_a_ring_file_and_refuses_memory_rings(tmp_path: Path) -> No
         ring.flush()
 
 
+def test_flush_every_flushes_on_commits_when_due_and_on_close(tmp_path: Path) -> None:
+    with aring.Ring(PAGE, path=tmp_path / "each.ring", flush_every=0) as ring:
+        writer, reader = ring.writer(), ring.reader()
+        for piece in (b"a", b"b", b"c"):
+            writer.try_write(piece)
+        view = writer.try_reserve(1)
+        assert view is not None
+        view[0] = ord("d")
+        writer.commit(1)
+        assert ring.stats()["flushes"] == 4, "one per commit"
+        assert reader.try_read() == b"abcd"
+    with aring.RecordRing(PAGE, path=tmp_path / "hourly.ring", flush_every=3600) as ring:
+        assert ring.flush_every == 3600
+        writer = ring.writer()
+        for _ in range(5):
+            writer.send_nowait(b"record")
+        assert ring.stats()["flushes"] == 1, "the first commit; the others are within the hour"
+        writer.close()
+        assert ring.stats()["flushes"] == 2, "the writer's close flushes what is left"
+    with aring.Ring(PAGE, path=tmp_path / "never.ring") as ring:
+        assert ring.flush_every is None
+        ring.writer().try_write(b"x")
+        assert ring.stats()["flushes"] == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ("1", TypeError, "must be None or a number"),
+        (True, TypeError, "must be None or a number"),
+        (-1, ValueError, ">= 0 seconds"),
+        (float("inf"), ValueError, ">= 0 seconds"),
+    ],
+)
+def test_a_bad_flush_every_is_refused(
+    tmp_path: Path, value: object, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        aring.Ring(PAGE, path=tmp_path / "q.ring", flush_every=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="is for ring files"):
+        aring.Ring(PAGE, flush_every=1)
+
+
 def test_reset_empties_the_ring_but_not_under_another_process(tmp_path: Path) -> None:
     path = tmp_path / "q.ring"
     with aring.Ring(PAGE, path=path, readers=2) as ring:

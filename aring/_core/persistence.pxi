@@ -694,7 +694,17 @@ cdef int _flush(RingCore core) except -1:
     core._inflight -= 1
     if rc < 0:
         raise MappingError(errno, "msync")
+    core._flushes += 1
     return 0
+
+
+cdef void _flush_on_close(RingCore core) noexcept:
+    """A writer closing a ring file with ``flush_every``: what it committed reaches the disk."""
+    if core._flush_ns >= 0 and core._hdr != NULL:
+        try:
+            _flush(core)
+        except MappingError:
+            pass   # close() goes on; the next flush() reports the disk's error
 
 
 cdef int _reset(RingCore core) except -1:

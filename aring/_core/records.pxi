@@ -330,6 +330,7 @@ cdef class RecordWriterEnd(_End):
         if not aring_cas_u32(field, claimed, state):
             return False
         _publish_records(core)
+        core._committed()
         return True
 
     cdef void _mirror_record(self, uint64_t position, uint64_t size) noexcept:
@@ -564,6 +565,7 @@ cdef class RecordWriterEnd(_End):
         self._free_producer_slot()
         if core._hdr.writer.pid == _my_pid():
             _release_writer(core, self._writer_claims)
+        _flush_on_close(core)
         try:
             _close_producers_if_none(core, 0)   # the last process to close ends the stream
         except BrokenResourceError:

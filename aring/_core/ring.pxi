@@ -147,7 +147,7 @@ cdef class RingCore:
 
     def __cinit__(self, capacity, *, readers=1, item_size=1, strategy="auto", path=None,
                   notifier="auto", bint records=False, bint multi_producer=False,
-                  bint _attach=False):
+                  flush_every=None, bint _attach=False):
         cdef Py_ssize_t i
         self._ends = []
         self._writer_rfd = self._writer_wfd = -1
@@ -155,6 +155,17 @@ cdef class RingCore:
             self._reader_rfd[i] = self._reader_wfd[i] = -1
         self._closed = True
         self._records = records
+        self._flush_ns = -1
+        if flush_every is not None:
+            if isinstance(flush_every, bool) or not isinstance(flush_every, (int, float)):
+                raise TypeError(
+                    f"flush_every must be None or a number of seconds, not {type(flush_every).__name__}"
+                )
+            if not 0 <= flush_every < 1e9:
+                raise ValueError(f"flush_every must be >= 0 seconds and finite, got {flush_every}")
+            if path is None:
+                raise ValueError("flush_every is for ring files (path=): other rings never reach a disk")
+            self._flush_ns = <long long> (flush_every * 1e9)
         if not isinstance(notifier, str):
             raise TypeError(f"notifier must be a str, not {type(notifier).__name__}")
         if path is not None:
@@ -337,6 +348,16 @@ cdef class RingCore:
             f"{aring_load_acquire_u64(&s.position)}, with the write position at {w} and a "
             f"capacity of {self._cap}"
         )
+
+    cdef int _committed(self) except -1:
+        """After a commit: flush the ring file if ``flush_every`` says it is due."""
+        if self._flush_ns < 0:
+            return 0
+        if self._flush_ns > 0 and aring_now_ns() - self._flushed_at < <uint64_t> self._flush_ns:
+            return 0
+        _flush(self)
+        self._flushed_at = aring_now_ns()
+        return 0
 
     cdef int _reap_dead_readers(self) except -1:
         """Free the slots of readers whose process died without closing; how many."""
@@ -539,6 +560,11 @@ cdef class RingCore:
         self._check_open()
         return bool(aring_load_acquire_u32(&self._hdr.geometry.flags) & ARING_FLAG_MULTI_PRODUCER)
 
+    @property
+    def flush_every(self):
+        """Seconds between the flushes commits make (0: every commit), or None (only flush())."""
+        return None if self._flush_ns < 0 else self._flush_ns / 1e9
+
     def flush(self):
         """Write the ring file to disk: whatever was committed before the call is there when it returns.
 
@@ -554,7 +580,8 @@ cdef class RingCore:
         """What the header says now: totals, the writer, every reader (position, lag, owner).
 
         ``written`` is every byte ever committed (a reader's ``position`` is
-        every byte it consumed); ``lag`` is what a reader has yet to read.
+        every byte it consumed); ``lag`` is what a reader has yet to read;
+        ``flushes`` counts this process's flushes to disk.
         """
         self._check_open()
         info = _describe(self._hdr, self._max_readers)
@@ -565,6 +592,7 @@ cdef class RingCore:
             item_size=self._item,
             max_readers=self._max_readers,
             created=self._hdr.geometry.created / 1e9,
+            flushes=self._flushes,
         )
         return info
 

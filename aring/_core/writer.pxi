@@ -66,6 +66,7 @@ cdef class WriterEnd(_End):
             aring_fetch_or_u32(&core._hdr.geometry.flags, ARING_FLAG_WRITER_CLOSED)
             _release_writer(core, self._writer_claims)
             core._wake_readers(True)
+            _flush_on_close(core)
         aring_notifier_signal(core._notifier, core._writer_wfd)
 
     def writable(self):
@@ -104,6 +105,7 @@ cdef class WriterEnd(_End):
             core._buffer._mirror(<Py_ssize_t> (w % core._cap), count)
         aring_store_release_u64(&core._hdr.write_position.value, w + count)
         core._wake_readers(False)
+        core._committed()
 
     cdef Py_ssize_t _try_write(self, const char *src, Py_ssize_t n, bint partial) except -1:
         """Copy in all n bytes (or, if partial, as many as fit); bytes written."""
@@ -130,6 +132,7 @@ cdef class WriterEnd(_End):
             raise ClosedResourceError("the writer was closed during the copy")
         aring_store_release_u64(&core._hdr.write_position.value, w + n)
         core._wake_readers(False)
+        core._committed()
         return n
 
     def try_write(self, data, *, bint partial=False):
