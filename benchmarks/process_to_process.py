@@ -19,7 +19,7 @@ Two families, each compared only within itself:
 and
   aring-batch (fork)    the child peeks everything readable per call
   faster-fifo-batch     get_many() per call: every message there
-Rings cannot yet be attached by unrelated processes: fork is the way in.
+  aring (attached file) a ring file the child opens by path (aring.attach), per piece
 
 Run: python benchmarks/process_to_process.py [--mib 512] [--chunk 65536] [--rounds 3]
 """
@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -46,16 +48,26 @@ def _sink(size: int) -> memoryview:
     return memoryview(bytearray(max(size, BUFFER)))
 
 
-def aring_case(src: memoryview, total: int, batch: bool = False) -> tuple[int, float]:
+def aring_case(
+    src: memoryview, total: int, batch: bool = False, attached: bool = False
+) -> tuple[int, float]:
+    """``attached``: a ring file the child opens by its path (as an unrelated
+    process would), its own mapping and reader, woken through the FIFOs."""
     chunk = len(src)
-    with aring.Ring(BUFFER) as ring:
-        writer, reader = ring.writer(), ring.reader()
+    directory = tempfile.mkdtemp(prefix="aring-bench-") if attached else None
+    path = os.path.join(directory, "q.ring") if directory else None
+    with aring.Ring(BUFFER, path=path) as ring:
+        writer = ring.writer()
+        reader = None if attached else ring.reader()
         start = time.perf_counter()
         pid = os.fork()
         if pid == 0:  # the child: the reader end is ours now
             code = 1
             try:
-                reader.reattach()
+                if reader is None:
+                    reader = aring.attach(path).reader()  # type: ignore[arg-type]
+                else:
+                    reader.reattach()
                 sink = _sink(chunk)
                 want = 1 if batch else chunk
                 got = 0
@@ -78,11 +90,14 @@ def aring_case(src: memoryview, total: int, batch: bool = False) -> tuple[int, f
         elapsed = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:
             raise RuntimeError(f"the aring child failed: status {status}")
+    if directory:
+        shutil.rmtree(directory)
     return total, elapsed
 
 
-def _run_child(target: Callable[..., None], args: tuple[object, ...],
-               produce: Callable[[], None]) -> float:
+def _run_child(
+    target: Callable[..., None], args: tuple[object, ...], produce: Callable[[], None]
+) -> float:
     child = CONTEXT.Process(target=target, args=args)
     start = time.perf_counter()
     child.start()
@@ -166,6 +181,10 @@ def scenario(chunk: int, mib: int, rounds: int, progress=None) -> Scenario:  # t
 
     cases: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {
         "aring (fork)": ("aring", lambda: measured(lambda: aring_case(src, total))),
+        "aring (attached file)": (
+            "aring",
+            lambda: measured(lambda: aring_case(src, total, attached=True)),
+        ),
         "multiprocessing.Pipe": ("peer", lambda: measured(lambda: pipe_case(src, total))),
         "multiprocessing.Queue": ("peer", lambda: measured(lambda: queue_case(src, total))),
     }
@@ -176,15 +195,19 @@ def scenario(chunk: int, mib: int, rounds: int, progress=None) -> Scenario:  # t
     except ImportError:
         pass
     cases["aring-batch (fork)"] = (
-        "aring", lambda: measured(lambda: aring_case(src, total, batch=True))
+        "aring",
+        lambda: measured(lambda: aring_case(src, total, batch=True)),
     )
     if "faster-fifo" in cases:
         cases["faster-fifo-batch"] = (
-            "peer", lambda: measured(lambda: fifo_case(src, total, batch=True))
+            "peer",
+            lambda: measured(lambda: fifo_case(src, total, batch=True)),
         )
     rows = interleave(cases, rounds, progress)
     for peer in ("faster-fifo", "multiprocessing.Pipe", "multiprocessing.Queue"):
         add_ratios(rows, {"aring (fork)": peer}, ["GB/s", "CPU s/GB"])
+    for peer in ("aring (fork)", "faster-fifo", "multiprocessing.Pipe"):
+        add_ratios(rows, {"aring (attached file)": peer}, ["GB/s", "CPU s/GB"])
     add_ratios(rows, {"aring-batch (fork)": "faster-fifo-batch"}, ["GB/s", "CPU s/GB"])
     size = f"{chunk // 1024} KiB" if chunk >= 1024 else f"{chunk} B"
     return Scenario(
@@ -198,8 +221,10 @@ def scenario(chunk: int, mib: int, rounds: int, progress=None) -> Scenario:  # t
             "every byte once (a copy into a reused sink), one piece per call, or (-batch) all "
             "that is there per call; CPU counts parent and child; ratios pair only rows of the "
             "same family",
-            "the ring is shared with a forked child (attaching from an unrelated process is "
-            "not supported yet); buffers: 4 MiB ring, 4 MiB faster-fifo, a multiprocessing."
+            "aring (fork): a memfd ring whose reader the forked child takes over; aring "
+            "(attached file): a ring file on disk that the child opens by its path "
+            "(aring.attach), as an unrelated process would, woken through the FIFOs beside it; "
+            "buffers: 4 MiB ring, 4 MiB faster-fifo, a multiprocessing."
             "Queue of 4 MiB of pieces, the kernel's pipe buffer for multiprocessing.Pipe",
         ],
     )

@@ -27,6 +27,7 @@ import file_sink  # noqa: E402
 import http_server  # noqa: E402
 import inproc  # noqa: E402
 import latency  # noqa: E402
+import persistent  # noqa: E402
 import process_to_process  # noqa: E402
 import records  # noqa: E402
 import relay  # noqa: E402
@@ -63,6 +64,13 @@ def plans(quick: bool) -> dict[str, Callable[[Callable[[str], None]], Scenario]]
             65536, 128 if quick else 1024, 1 if quick else 3, p
         ),
         "wake-latency": lambda p: wake.scenario(200 if quick else 2000, 1 if quick else 3, p),
+        "ring-file-attach": lambda p: persistent.attach_scenario(r, 50 if quick else 200, p),
+        "records-1024-durable": lambda p: persistent.records_scenario(
+            True, 300 if quick else 2000, 1 if quick else 3, p
+        ),
+        "records-1024-page-cache": lambda p: persistent.records_scenario(
+            False, 5000 if quick else 40_000, r, p
+        ),
         "records-64": lambda p: records.scenario(64, 20_000 if quick else 500_000, r, p),
         "records-1024": lambda p: records.scenario(1024, 20_000 if quick else 200_000, r, p),
         "records-4-producers-64": lambda p: records.producers_scenario(
@@ -178,8 +186,11 @@ def main() -> int:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {sorted(todo)}")
     missing = relay.missing_tools() + http_server.missing_tools()
     if missing and any(key.startswith(("relay", "http")) for key in keys):
-        print(f"note: {', '.join(missing)} missing: those rows stay pending "
-              f"(apt-get install -y {' '.join(missing)})", file=sys.stderr)
+        print(
+            f"note: {', '.join(missing)} missing: those rows stay pending "
+            f"(apt-get install -y {' '.join(missing)})",
+            file=sys.stderr,
+        )
     RESULTS.mkdir(exist_ok=True)
     started = time.monotonic()
     done: list[Scenario] = []

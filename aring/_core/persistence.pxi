@@ -153,14 +153,21 @@ cdef bint _slot_named(aring_slot *s, bytes name) noexcept:
 
 cdef int _open_fifo(int dir_fd, str name, str where) except -1:
     """One FIFO notifier in the ring's wake directory, made if missing, opened O_RDWR and checked."""
+    cdef int flags = _os.O_RDWR | _os.O_NONBLOCK | _os.O_CLOEXEC | _os.O_NOFOLLOW
     try:
-        _os.mkfifo(name, 0o600, dir_fd=dir_fd)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise MappingError(exc.errno, f"mkfifo: {where}/{name}: {exc.strerror}") from None
-    try:
-        fd = _os.open(name, _os.O_RDWR | _os.O_NONBLOCK | _os.O_CLOEXEC | _os.O_NOFOLLOW, dir_fd=dir_fd)
+        # Opened first: it is there on every open but a ring's first.
+        fd = _os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        try:
+            _os.mkfifo(name, 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            pass   # made meanwhile by another process
+        except OSError as exc:
+            raise MappingError(exc.errno, f"mkfifo: {where}/{name}: {exc.strerror}") from None
+        try:
+            fd = _os.open(name, flags, dir_fd=dir_fd)
+        except OSError as exc:
+            raise MappingError(exc.errno, f"open: {where}/{name}: {exc.strerror}") from None
     except OSError as exc:
         raise MappingError(exc.errno, f"open: {where}/{name}: {exc.strerror}") from None
     st = _os.fstat(fd)
@@ -529,20 +536,26 @@ cdef _open_fifos(RingCore core, bytes path):
     """The FIFO notifiers of a ring file, in the directory ``<path>.wake`` (made 0700 if missing)."""
     cdef Py_ssize_t i
     cdef bytes directory = path + b".wake"
+    cdef int flags = _os.O_RDONLY | _os.O_DIRECTORY | _os.O_NOFOLLOW | _os.O_CLOEXEC
     where = _os.fsdecode(directory)
-    try:
-        _os.mkdir(directory, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise MappingError(exc.errno, f"mkdir: {where!r}: {exc.strerror}") from None
-    try:
-        dir_fd = _os.open(directory, _os.O_RDONLY | _os.O_DIRECTORY | _os.O_NOFOLLOW | _os.O_CLOEXEC)
-    except OSError as exc:
-        raise MappingError(
-            exc.errno, f"open: {where!r} (the ring's notifiers) is not a directory of ours: "
-            f"{exc.strerror}"
-        ) from None
+    for attempt in range(2):
+        try:
+            dir_fd = _os.open(directory, flags)
+            break
+        except FileNotFoundError:
+            if attempt:
+                raise MappingError(_errno.ENOENT, f"open: {where!r} vanished as it was made") from None
+            try:
+                _os.mkdir(directory, 0o700)
+            except FileExistsError:
+                pass   # made meanwhile by another process
+            except OSError as exc:
+                raise MappingError(exc.errno, f"mkdir: {where!r}: {exc.strerror}") from None
+        except OSError as exc:
+            raise MappingError(
+                exc.errno, f"open: {where!r} (the ring's notifiers) is not a directory of ours: "
+                f"{exc.strerror}"
+            ) from None
     try:
         st = _os.fstat(dir_fd)
         if st.st_uid != _os.geteuid() or st.st_mode & 0o077:
