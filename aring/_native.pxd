@@ -77,6 +77,11 @@ cdef extern from "includes/aring.h" nogil:
     ctypedef struct aring_line_u64:
         uint64_t value
 
+    ctypedef struct aring_write_line:
+        uint64_t value
+        uint64_t records
+        uint64_t dropped
+
     ctypedef struct aring_waiter:
         uint32_t flag
         uint64_t wake_at
@@ -86,11 +91,12 @@ cdef extern from "includes/aring.h" nogil:
         uint64_t position
         uint64_t wake_at
         aring_owner owner
+        uint64_t records
         char name[64]
 
     ctypedef struct aring_header:
         aring_geometry geometry
-        aring_line_u64 write_position
+        aring_write_line write_position
         aring_waiter writer_waiting
         aring_line_u64 readers_waiting
         aring_line_u64 notifier_writes
@@ -339,6 +345,7 @@ cdef class ReaderEnd(_End):
     cdef int _slot
     cdef uint32_t _claims         # the slot's claim count when this end took it
     cdef bint _named              # a named reader: parked, not freed, when it leaves
+    cdef Py_ssize_t _lent_records # RecordRing: records in the lent batch, counted when consumed
     cdef str _name
 
     cdef Py_ssize_t _readable(self, bint *eof) except -1

@@ -91,6 +91,27 @@ def test_attach_opens_either_kind_and_refuses_what_is_missing(tmp_path: Path) ->
         assert ring.reader().receive_nowait() == b"one record"
 
 
+def test_a_record_ring_counts_records_published_dropped_and_read(tmp_path: Path) -> None:
+    path = tmp_path / "r.ring"
+    with aring.RecordRing(PAGE, path=path) as ring:
+        writer, reader = ring.writer(), ring.reader(name="audit")
+        for record in (b"one", b"two", b"three"):
+            writer.send_nowait(record)
+        writer.try_claim(10).abort()  # type: ignore[union-attr]
+        writer.send_nowait(b"four")
+        assert reader.receive_nowait() == b"one"
+        assert ring.stats()["readers"][0]["records"] == 1
+        assert [bytes(v) for v in reader.try_receive_batch()] == [b"two", b"three", b"four"]
+        assert ring.stats()["readers"][0]["records"] == 1, "a batch counts once it is consumed"
+        assert reader.try_receive_batch() == []
+        stats = ring.stats()
+        assert (stats["records"], stats["dropped"]) == (4, 1)
+        assert stats["readers"][0]["records"] == 4
+    with aring.attach(path) as ring:
+        assert ring.reader(name="audit").receive_nowait is not None
+        assert ring.stats()["readers"][0]["records"] == 4, "a named reader's count is kept"
+
+
 def test_a_named_reader_is_one_at_a_time_and_can_be_removed(tmp_path: Path) -> None:
     path = tmp_path / "q.ring"
     with aring.Ring(PAGE, path=path, readers=2) as ring, aring.attach(path) as again:

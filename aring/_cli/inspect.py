@@ -112,6 +112,10 @@ def run_inspect(
     ]
     if geometry["records"]:
         lines.append(f"  claimed         {header['claimed']} (claims up to here)")
+        lines.append(
+            f"  records         {header['records']} published, {header['dropped']} claims "
+            "dropped (aborted or abandoned)"
+        )
     if writer["open"]:
         state = "alive" if writer["alive"] else "DEAD (its slot is freed on the next attach)"
         lines.append(f"  writer          process {writer['pid']}, {state}")
@@ -134,9 +138,10 @@ def run_inspect(
             if r["state"] == "active"
             else "parked: no process holds it"
         )
+        read = f", {r['records']} records read" if geometry["records"] else ""
         lines.append(
-            f"  reader {r['slot']:<8} {name}, position {r['position']}, lag {r['lag']} bytes, "
-            f"{owner}"
+            f"  reader {r['slot']:<8} {name}, position {r['position']}, lag {r['lag']} bytes"
+            f"{read}, {owner}"
         )
     if records:
         lines.append(f"records from position {oldest} (the oldest reader):")

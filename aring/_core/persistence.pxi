@@ -337,6 +337,7 @@ cdef int _join_free_slot(ReaderEnd end, RingCore core, bytes name) except -1:
     end._name = name.decode() if name is not None else None
     active = aring_slot_word(ARING_SLOT_ACTIVE, end._claims)
     memset(h.slots[slot].name, 0, ARING_NAME_MAX)
+    aring_store_release_u64(&h.slots[slot].records, 0)
     if name is not None:
         memcpy(h.slots[slot].name, PyBytes_AS_STRING(name), len(name))
     core._ends.append(end)
@@ -668,6 +669,7 @@ cdef dict _describe(aring_header *h, uint32_t max_readers):
             "state": _SLOT_STATES[state] if state < 4 else f"unknown ({state})",
             "position": position,
             "lag": w - position,
+            "records": aring_load_acquire_u64(&s.records),
             "pid": aring_load_acquire_u32(&s.owner.pid) if state == ARING_SLOT_ACTIVE else None,
             "alive": _alive(&s.owner) if state == ARING_SLOT_ACTIVE else False,
         })
@@ -682,6 +684,8 @@ cdef dict _describe(aring_header *h, uint32_t max_readers):
     return {
         "written": w,
         "claimed": aring_load_acquire_u64(&h.claim_position.value),
+        "records": aring_load_acquire_u64(&h.write_position.records),
+        "dropped": aring_load_acquire_u64(&h.write_position.dropped),
         "writer": {
             "open": writer_open,
             "pid": aring_load_acquire_u32(&h.writer.pid) if writer_open else None,

@@ -196,8 +196,14 @@ cdef class ReaderEnd(_End):
 
     cdef void _advance(self, Py_ssize_t count) noexcept:
         cdef RingCore core = self._core
-        cdef uint64_t *pos = &core._hdr.slots[self._slot].position
+        cdef aring_slot *slot = &core._hdr.slots[self._slot]
+        cdef uint64_t *pos = &slot.position
         cdef uint64_t moved = aring_load_relaxed_u64(pos) + count
+        if self._lent_records:   # a RecordRing batch is consumed: count its records
+            aring_store_release_u64(
+                &slot.records, aring_load_relaxed_u64(&slot.records) + <uint64_t> self._lent_records
+            )
+            self._lent_records = 0
         aring_store_release_u64(pos, moved)
         core._wake_writer(moved)
 

@@ -680,6 +680,11 @@ cdef int _publish_records(RingCore core) except -1:
             )
         if aring_cas_u64(&h.write_position.value, w, w + size):
             moved = True
+            # Counted by the one publisher that moved the cursor over it.
+            aring_fetch_add_u64(
+                &h.write_position.records if state == ARING_RECORD_COMMITTED
+                else &h.write_position.dropped, 1
+            )
     if moved:
         core._wake_readers(False)
     if w == c and aring_load_acquire_u32(&h.geometry.flags) & ARING_FLAG_RECORDS_CLOSING:
@@ -817,6 +822,7 @@ def _record_batch(ReaderEnd reader not None, Py_ssize_t max_records):
     if core._closed or reader._closed:   # by Python code an allocation ran (a collection)
         reader._release_views()
         reader._check_usable()
+    reader._lent_records = count   # counted as read once the caller consumes them
     return out, spanned, eof and spanned == avail
 
 
@@ -845,6 +851,7 @@ def _record_read(ReaderEnd reader not None):
             if reader._closed or core._closed:
                 raise ClosedResourceError("the reader was closed during the copy")
             reader._take_back_views()
+            reader._lent_records = 1
             reader._advance(spanned)
             return data
     if spanned:

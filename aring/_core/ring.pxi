@@ -581,7 +581,10 @@ cdef class RingCore:
 
         ``written`` is every byte ever committed (a reader's ``position`` is
         every byte it consumed); ``lag`` is what a reader has yet to read;
-        ``flushes`` counts this process's flushes to disk.
+        on a RecordRing, ``records`` and ``dropped`` count the committed records
+        published and the aborted or abandoned claims passed over, and each
+        reader's ``records`` the records it consumed; ``flushes`` counts this
+        process's flushes to disk.
         """
         self._check_open()
         info = _describe(self._hdr, self._max_readers)

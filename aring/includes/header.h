@@ -68,6 +68,15 @@ typedef struct {
 
 typedef struct { uint64_t value; char _pad[ARING_LINE - 8]; } aring_line_u64;
 
+/* The write cursor's line, and what a RecordRing's publishers count there
+ * (whoever moves the cursor over a record owns the line at that moment). */
+typedef struct {
+    uint64_t value;
+    uint64_t records;      /* RecordRing: committed records published, ever */
+    uint64_t dropped;      /* RecordRing: aborted or abandoned claims passed over, ever */
+    char _pad[ARING_LINE - 24];
+} aring_write_line;
+
 /* A sleeper sets its flag and the position that would satisfy it; the other
  * side writes the fd only once its cursor reaches that position. */
 typedef struct {
@@ -82,13 +91,14 @@ typedef struct {
     uint64_t position;     /* read position; only grows */
     uint64_t wake_at;      /* while sleeping: the write position wanted */
     aring_owner owner;
-    char _pad[ARING_LINE - 40];
+    uint64_t records;      /* RecordRing: records this reader consumed, ever */
+    char _pad[ARING_LINE - 48];
     char name[ARING_NAME_MAX];   /* a named reader's name (its own line: written once per claim) */
 } aring_slot;
 
 typedef struct {
     aring_geometry geometry;          /* line 0: written once at creation */
-    aring_line_u64 write_position;    /* line 1: the writer's cursor */
+    aring_write_line write_position;  /* line 1: the writer's cursor */
     aring_waiter writer_waiting;      /* line 2: writer sleeps for space */
     aring_line_u64 readers_waiting;   /* line 3: bit i = reader slot i sleeps for data */
     aring_line_u64 notifier_writes;   /* line 4: wakeups actually sent (stats) */
