@@ -25,6 +25,7 @@ from libc.string cimport memcmp, memcpy, memset
 from posix.mman cimport MS_SYNC, msync
 
 import errno as _errno
+import logging as _logging
 import numbers as _numbers
 import operator as _operator
 import os as _os

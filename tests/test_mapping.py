@@ -27,6 +27,16 @@ def test_capabilities_report_this_platform() -> None:
     assert caps.notifier in {"eventfd", "pipe"}
     if caps.strategy == "copy":
         assert caps.reason, "a missing double mapping must say why"
+    # What each way of mapping says agrees with what auto picked, and with trying it.
+    assert caps.has_mmap
+    assert caps.strategy == ("memfd" if caps.has_memfd else "shm" if caps.has_shm_open else "copy")
+    for name, works in (("memfd", caps.has_memfd), ("shm", caps.has_shm_open)):
+        try:
+            aring.DoubleMappedBuffer(1, strategy=name).close()
+        except aring.MappingError:
+            assert not works, name
+        else:
+            assert works, name
 
 
 def test_size_is_rounded_up_to_the_page(strategy: str) -> None:
@@ -242,3 +252,51 @@ def test_auto_notifier_is_a_pipe_where_eventfd_is_blocked(tmp_path: Path) -> Non
     assert outcomes["eventfd"].startswith("MappingError"), outcomes["eventfd"]
     with aring.Ring(4096) as ring:  # and here, unblocked, auto is what the probe found
         assert ring.notifier == aring.capabilities().notifier
+
+
+BLOCK_MEMFD = r"""
+#include <errno.h>
+int memfd_create(const char *name, unsigned int flags) {
+    (void)name; (void)flags; errno = EPERM; return -1;
+}
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="memfd_create is Linux's")
+def test_auto_falls_back_to_shm_where_memfd_is_blocked_and_logs_why(tmp_path: Path) -> None:
+    # A sandbox whose seccomp filter refuses memfd_create (EPERM), stood in
+    # for by a preloaded memfd_create() that fails.
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the memfd blocker")
+    source = tmp_path / "block_memfd.c"
+    source.write_text(BLOCK_MEMFD)
+    blocker = tmp_path / "block_memfd.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", blocker, source], check=True)
+    outcomes = run_scenario(
+        """
+        import logging
+        records = []
+        class Keep(logging.Handler):
+            def emit(self, record):
+                records.append(record.getMessage())
+        logging.getLogger("aring").addHandler(Keep())
+        caps = aring.capabilities()
+        outcome("probe", lambda: (caps.strategy, caps.has_memfd, caps.has_shm_open, caps.has_mmap))
+        outcome("reason", lambda: caps.reason)
+        ring = aring.Ring(4096)
+        aring.Ring(4096).close()
+        outcome("auto", lambda: ring.strategy)
+        outcome("logged", lambda: records)
+        outcome("memfd", lambda: aring.Ring(4096, strategy="memfd"))
+        """,
+        prefix=["env", f"LD_PRELOAD={blocker}"],
+    )
+    assert outcomes["probe"] == "returned ('shm', False, True, True)"
+    assert "memfd: [Errno 1] memfd_create failed" in outcomes["reason"], outcomes["reason"]
+    assert outcomes["auto"] == "returned 'shm'"
+    logged = outcomes["logged"]
+    assert logged.count("fell back to a slower mapping: memfd: [Errno 1] memfd_create") == 1, (
+        "logged once per process, with the reason"
+    )
+    assert outcomes["memfd"].startswith("MappingError: [Errno 1]")

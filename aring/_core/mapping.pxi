@@ -18,23 +18,42 @@ cdef frozenset _UNSUPPORTED = frozenset(
 
 
 cdef tuple _probe_mapping():
-    """The best double-mapping strategy here, and why better ones failed."""
-    reasons = []
-    for name in ("memfd", "shm"):
+    """The best double-mapping strategy here, why faster ones failed, and which strategies work."""
+    why = {}
+    works = {}
+    for name in ("memfd", "shm", "copy"):
         try:
             buf = DoubleMappedBuffer(1, strategy=name)
         except MappingError as exc:
-            reasons.append(f"{name}: {exc}")
+            why[name] = f"{name}: {exc}"
+            works[name] = False
             continue
         view = memoryview(buf)
         view[0] = 0x5A
-        ok = view[buf.size] == 0x5A
+        works[name] = view[buf.size] == 0x5A or name == "copy"
         view.release()
         buf.close()
-        if ok:
-            return name, reasons
-        reasons.append(f"{name}: the second view does not alias the first")
-    return "copy", reasons
+        if not works[name]:
+            why[name] = f"{name}: the second view does not alias the first"
+    best = next((name for name in ("memfd", "shm") if works[name]), "copy")
+    faster = ("memfd", "shm")[: ("memfd", "shm", "copy").index(best)]
+    return best, [why[name] for name in faster], works
+
+
+cdef object _fallback_logged = set()
+
+
+cdef void _log_fallback(str reason) noexcept:
+    """Say once per process why strategy="auto" passed over a faster mapping."""
+    if reason in _fallback_logged:
+        return
+    _fallback_logged.add(reason)
+    try:
+        _logging.getLogger("aring").warning(
+            "strategy='auto' fell back to a slower mapping: %s", reason
+        )
+    except Exception:
+        pass
 
 
 def _check_ring_file(fd, path):
@@ -148,6 +167,8 @@ cdef class DoubleMappedBuffer:
                     continue
                 break
             self._fallback_reason = "; ".join(reasons)
+            if reasons:
+                _log_fallback(self._fallback_reason)
         else:
             self._map(_STRATEGY_CODES[strategy], path)
         self._closed = False

@@ -29,10 +29,11 @@ cdef str _default_notifier():
 
 
 def _probe_platform():
-    """Which strategy and notifier work here, and why not others (for capabilities())."""
-    strategy, mapping_reasons = _probe_mapping()
+    """Which strategy and notifier work here, why not others, and which strategies work
+    (for capabilities())."""
+    strategy, mapping_reasons, works = _probe_mapping()
     notifier, notifier_reasons = _probe_notifier()
-    return strategy, notifier, "; ".join(mapping_reasons + notifier_reasons)
+    return strategy, notifier, "; ".join(mapping_reasons + notifier_reasons), works
 
 
 # A distance of 2**63 or more between two cursors means the second is ahead.
