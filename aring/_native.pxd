@@ -137,6 +137,10 @@ cdef extern from "includes/aring.h" nogil:
     int aring_publish_file(int fd, const char *tmpname, const char *path, aring_error *e)
     int aring_map_double(int fd, size_t hdr, size_t n, char **base, aring_error *e)
     int aring_map_copy(size_t total, char **base, aring_error *e)
+    int aring_map_double_populated(int fd, size_t hdr, size_t n, int populate, char **base,
+                                   aring_error *e)
+    int aring_map_copy_populated(size_t total, int populate, char **base, aring_error *e)
+    void aring_touch_pages(const char *p, size_t n, size_t page)
     int aring_unmap(char *base, size_t total)
     int aring_close_fd(int fd)
 
@@ -235,6 +239,7 @@ cdef class DoubleMappedBuffer:
     cdef bytes _tmpname           # its temporary name where it could not be made unnamed
 
     cdef int _mirror(self, Py_ssize_t offset, Py_ssize_t n) except -1 nogil
+    cdef bint _populate           # fault the pages in at creation (populate=True)
     cdef _map(self, int code, bytes path)
     cdef void _discard_unpublished(self) noexcept
 
@@ -264,6 +269,7 @@ cdef class RingCore:
     cdef long long _flush_ns      # flush_every in ns: -1 never, 0 every commit
     cdef uint64_t _flushed_at     # aring_now_ns() of the last flush by a commit
     cdef uint64_t _flushes        # flushes this process made (stats())
+    cdef bint _populate           # populate=True: pages faulted in when mapped
 
     cdef _create(self, capacity, readers, item_size, strategy, bytes path, str notifier,
                  bint multi_producer)

@@ -100,6 +100,7 @@ class DoubleMappedBuffer:
         header: int = 0,
         publish: bool = True,
         fd: int = -1,
+        populate: bool = False,
     ) -> Self: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __release_buffer__(self, buffer: memoryview, /) -> None: ...
@@ -142,6 +143,7 @@ class RingCore:
         records: bool = False,
         multi_producer: bool = False,
         flush_every: float | None = None,
+        populate: bool = False,
         _attach: bool = False,
     ) -> Self: ...
     @property

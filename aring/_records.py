@@ -92,6 +92,7 @@ class RecordRing(_native.RingCore):
         checkpoints: Checkpoints = "always",
         claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
         flush_every: float | None = None,
+        populate: bool = False,
         _attach: bool = False,
     ) -> RecordRing:
         check_checkpoints(checkpoints)
@@ -111,6 +112,7 @@ class RecordRing(_native.RingCore):
             records=True,
             multi_producer=multi_producer,
             flush_every=flush_every,
+            populate=populate,
             _attach=_attach,
         )
         ring.checkpoints = checkpoints
@@ -130,6 +132,7 @@ class RecordRing(_native.RingCore):
         checkpoints: Checkpoints = "always",
         claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
         flush_every: float | None = None,
+        populate: bool = False,
         _attach: bool = False,
     ) -> None:
         self._writer: RecordWriter | None = None

@@ -43,7 +43,9 @@ class Ring(_native.RingCore):
     (docs/persistence.rst).  ``flush_every`` (ring files): a commit also
     flushes the file to disk when the last such flush is that many seconds
     old (0: every commit), and the writer's close flushes; None (the
-    default): only ``flush()`` does.  ``notifier`` picks how
+    default): only ``flush()`` does.  ``populate=True`` faults every page in
+    at creation (allocates a memfd ring's memory, reads a ring file's pages),
+    so the first pass of the writer takes no page faults.  ``notifier`` picks how
     waiters sleep (``"auto"``, ``"eventfd"``, ``"pipe"``); ``"none"`` makes a
     ring that is only polled (``try_*``): it opens no fds, and a call that
     would have to wait raises ``RuntimeError``.
@@ -80,6 +82,7 @@ class Ring(_native.RingCore):
         notifier: str = "auto",
         checkpoints: Checkpoints = "always",
         flush_every: float | None = None,
+        populate: bool = False,
         _attach: bool = False,
     ) -> None:
         self._writer: Writer | None = None
@@ -126,6 +129,7 @@ def open(
     path: str | bytes | None = None,
     notifier: str = "auto",
     checkpoints: Checkpoints = "always",
+    populate: bool = False,
 ) -> AbstractAsyncContextManager[tuple[Writer, Reader]]: ...
 
 
@@ -139,6 +143,7 @@ def open(
     path: str | bytes | None = None,
     notifier: str = "auto",
     checkpoints: Checkpoints = "always",
+    populate: bool = False,
 ) -> AbstractAsyncContextManager[tuple[Writer, Reader, Reader]]: ...
 
 
@@ -152,6 +157,7 @@ def open(
     path: str | bytes | None = None,
     notifier: str = "auto",
     checkpoints: Checkpoints = "always",
+    populate: bool = False,
 ) -> AbstractAsyncContextManager[tuple[Writer, Reader, Reader, Reader]]: ...
 
 
@@ -165,6 +171,7 @@ def open(
     path: str | bytes | None = None,
     notifier: str = "auto",
     checkpoints: Checkpoints = "always",
+    populate: bool = False,
 ) -> AbstractAsyncContextManager[tuple[Writer, Reader, Reader, Reader, Reader]]: ...
 
 
@@ -178,6 +185,7 @@ def open(
     path: str | bytes | None = None,
     notifier: str = "auto",
     checkpoints: Checkpoints = "always",
+    populate: bool = False,
 ) -> AbstractAsyncContextManager[tuple[Writer, *tuple[Reader, ...]]]: ...
 
 
@@ -190,6 +198,7 @@ def open(
     path: str | bytes | None = None,
     notifier: str = "auto",
     checkpoints: Checkpoints = "always",
+    populate: bool = False,
 ) -> AbstractAsyncContextManager[tuple[Writer, *tuple[Reader, ...]]]:
     """A new ring's ends for ``async with``: ``(writer, reader)``, or ``(writer, *readers)``.
 
@@ -203,6 +212,7 @@ def open(
         "path": path,
         "notifier": notifier,
         "checkpoints": checkpoints,
+        "populate": populate,
     }
     return _opened(capacity, readers, options)
 

@@ -60,6 +60,7 @@ def plans(quick: bool) -> dict[str, Callable[[Callable[[str], None]], Scenario]]
         "file-sink-wraps": lambda p: file_sink.wraps_scenario(64 if quick else 256, r, p),
         "file-sink-durable": lambda p: file_sink.durable_scenario(128 if quick else 1024, r, p),
         "create-close": lambda p: create_close.scenario(3 if quick else 7, 50 if quick else 200, p),
+        "first-pass": lambda p: create_close.first_pass_scenario(3 if quick else 7, progress=p),
         "process-to-process": lambda p: process_to_process.scenario(
             65536, 128 if quick else 1024, 1 if quick else 3, p
         ),

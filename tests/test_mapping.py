@@ -300,3 +300,26 @@ def test_auto_falls_back_to_shm_where_memfd_is_blocked_and_logs_why(tmp_path: Pa
         "logged once per process, with the reason"
     )
     assert outcomes["memfd"].startswith("MappingError: [Errno 1]")
+
+
+def _shared_kib() -> int:
+    """This process's resident shared memory (memfd, shm and shared anonymous pages)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssShmem:"):
+                return int(line.split()[1])
+    pytest.skip("no RssShmem in /proc/self/status")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
+@pytest.mark.parametrize("strategy", ["memfd", "copy"])
+def test_populate_faults_the_ring_in_at_creation(strategy: str) -> None:
+    size = 32 << 20
+    before = _shared_kib()
+    with aring.Ring(size, strategy=strategy) as lazy:
+        assert _shared_kib() - before < 1024, "without populate, memory comes as it is touched"
+        with aring.Ring(size, strategy=strategy, populate=True) as eager:
+            assert _shared_kib() - before >= size // 1024, "populate=True allocated every page"
+            eager.writer().try_write(b"still a ring")
+            assert eager.reader().try_read() == b"still a ring"
+        del lazy

@@ -107,6 +107,10 @@ cdef class DoubleMappedBuffer:
     ``header`` bytes (page-rounded) are mapped once before the window; the ring
     keeps its control header there so other processes see it.
 
+    ``populate=True`` faults every page in at creation (``MAP_POPULATE``, or
+    a read of each page where that is missing): the memory is allocated (or a
+    file's pages read in) now, not by the first pass of the writer.
+
     ``path`` names a new file to keep the memory in (``strategy="file"``).  It
     is created owner-only (0600) and appears at ``path`` only once complete
     (with ``publish=False``, only once ``publish()`` is called, so the caller
@@ -115,8 +119,9 @@ cdef class DoubleMappedBuffer:
     """
 
     def __cinit__(self, size, *, strategy="auto", path=None, header=0, bint publish=True,
-                  int fd=-1):
+                  int fd=-1, bint populate=False):
         self._fd = -1
+        self._populate = populate
         self._base = NULL
         self._closed = True
         self._fallback_reason = ""
@@ -147,9 +152,11 @@ cdef class DoubleMappedBuffer:
         if fd >= 0:
             # An existing ring file, opened and checked by the caller (persistence.pxi):
             # mapped as it is; the descriptor is ours from here on, also on failure.
-            if aring_map_double(fd, self._header, self._size, &self._base, &e) < 0:
+            if aring_map_double_populated(fd, self._header, self._size, populate, &self._base, &e) < 0:
                 aring_close_fd(fd)
                 raise _mapping_error(&e)
+            if populate:
+                aring_touch_pages(self._base, self._header + self._size, aring_page_size())
             self._fd = fd
             self._data = self._base + self._header
             self._strategy = ARING_STRATEGY_FILE
@@ -183,7 +190,7 @@ cdef class DoubleMappedBuffer:
         cdef size_t file_size = self._header + self._size
         cdef char tmpname[4096]
         if code == ARING_STRATEGY_COPY:
-            if aring_map_copy(self._total, &base, &e) < 0:
+            if aring_map_copy_populated(self._total, self._populate, &base, &e) < 0:
                 raise _mapping_error(&e)
         else:
             if code == ARING_STRATEGY_MEMFD:
@@ -202,7 +209,7 @@ cdef class DoubleMappedBuffer:
                     self._tmpname = tmpname
             if rc < 0:
                 raise _mapping_error(&e)
-            if aring_map_double(fd, self._header, self._size, &base, &e) < 0:
+            if aring_map_double_populated(fd, self._header, self._size, self._populate, &base, &e) < 0:
                 aring_close_fd(fd)
                 self._discard_unpublished()
                 raise _mapping_error(&e)
@@ -210,6 +217,9 @@ cdef class DoubleMappedBuffer:
         self._base = base
         self._data = base + self._header
         self._strategy = code
+        if self._populate:
+            aring_touch_pages(base, self._total if code == ARING_STRATEGY_COPY else self._header + self._size,
+                              aring_page_size())
 
     def publish(self):
         """Give a new ``path=`` file its name (done at creation unless ``publish=False``).

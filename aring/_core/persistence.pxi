@@ -506,7 +506,8 @@ cdef _attach_file(RingCore core, int fd, bytes path, dict expect, str notifier):
         _os.close(fd)
         raise
     core._buffer = DoubleMappedBuffer(
-        geometry["capacity"], strategy="file", header=geometry["header_size"], fd=fd
+        geometry["capacity"], strategy="file", header=geometry["header_size"], fd=fd,
+        populate=core._populate,
     )
     core._buffer._owner = "a Ring"
     core._hdr = <aring_header *> core._buffer._base

@@ -148,7 +148,7 @@ cdef class RingCore:
 
     def __cinit__(self, capacity, *, readers=1, item_size=1, strategy="auto", path=None,
                   notifier="auto", bint records=False, bint multi_producer=False,
-                  flush_every=None, bint _attach=False):
+                  flush_every=None, bint populate=False, bint _attach=False):
         cdef Py_ssize_t i
         self._ends = []
         self._writer_rfd = self._writer_wfd = -1
@@ -156,6 +156,7 @@ cdef class RingCore:
             self._reader_rfd[i] = self._reader_wfd[i] = -1
         self._closed = True
         self._records = records
+        self._populate = populate
         self._flush_ns = -1
         if flush_every is not None:
             if isinstance(flush_every, bool) or not isinstance(flush_every, (int, float)):
@@ -208,7 +209,8 @@ cdef class RingCore:
         # The file of a path= ring gets its name only once the header below is
         # written: another process never sees it half made.
         self._buffer = DoubleMappedBuffer(
-            cap, strategy=strategy, path=path, header=aring_header_bytes(nreaders), publish=False
+            cap, strategy=strategy, path=path, header=aring_header_bytes(nreaders), publish=False,
+            populate=self._populate,
         )
         self._buffer._owner = "a Ring"
         self._hdr = <aring_header *> self._buffer._base

@@ -32,6 +32,11 @@
 #ifndef MAP_NORESERVE
 #define MAP_NORESERVE 0
 #endif
+#ifdef MAP_POPULATE
+#define ARING_MAP_POPULATE MAP_POPULATE
+#else
+#define ARING_MAP_POPULATE 0
+#endif
 
 #define ARING_STRATEGY_MEMFD 1
 #define ARING_STRATEGY_SHM 2
@@ -181,11 +186,16 @@ static int aring_publish_file(int fd, const char *tmpname, const char *path, ari
  * MAP_FIXED views of the file over it: [hdr][data] from offset 0 and [data]
  * again from offset hdr.  MAP_FIXED only ever replaces our own reservation,
  * so no other thread's mapping can be hit. */
-static int aring_map_double(int fd, size_t hdr, size_t n, char **base, aring_error *e) {
+static int aring_map_double_populated(int fd, size_t hdr, size_t n, int populate, char **base,
+                                      aring_error *e) {
     size_t total = hdr + 2 * n;
     char *res = (char *)mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (res == MAP_FAILED) return aring_fail(e, "mmap(reserve)");
-    void *a = mmap(res, hdr + n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    /* populate: the first view's pages are faulted in now (allocated, for
+     * memfd and shm), not on the first pass of the writer; the second view
+     * maps the same pages and faults them in cheaply as it goes. */
+    void *a = mmap(res, hdr + n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | (populate ? ARING_MAP_POPULATE : 0),
+                   fd, 0);
     if (a == MAP_FAILED) { aring_fail(e, "mmap(first view)"); munmap(res, total); return -1; }
     void *b = mmap(res + hdr + n, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)hdr);
     if (b == MAP_FAILED) { aring_fail(e, "mmap(second view)"); munmap(res, total); return -1; }
@@ -193,12 +203,32 @@ static int aring_map_double(int fd, size_t hdr, size_t n, char **base, aring_err
     return 0;
 }
 
+static int aring_map_double(int fd, size_t hdr, size_t n, char **base, aring_error *e) {
+    return aring_map_double_populated(fd, hdr, n, 0, base, e);
+}
+
 /* The fallback: one plain shared mapping of hdr+2n; the ring mirrors writes. */
-static int aring_map_copy(size_t total, char **base, aring_error *e) {
-    char *p = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+static int aring_map_copy_populated(size_t total, int populate, char **base, aring_error *e) {
+    char *p = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE,
+                           MAP_SHARED | MAP_ANONYMOUS | (populate ? ARING_MAP_POPULATE : 0), -1, 0);
     if (p == MAP_FAILED) return aring_fail(e, "mmap(copy)");
     *base = p;
     return 0;
+}
+
+static int aring_map_copy(size_t total, char **base, aring_error *e) {
+    return aring_map_copy_populated(total, 0, base, e);
+}
+
+/* Where MAP_POPULATE is missing (macOS, the BSDs): touch each page, reading
+ * (a ring file's bytes stay as they are), so the faults are taken now. */
+static void aring_touch_pages(const char *p, size_t n, size_t page) {
+#if !defined(MAP_POPULATE)
+    volatile const char *v = p;
+    for (size_t i = 0; i < n; i += page) (void)v[i];
+#else
+    (void)p; (void)n; (void)page;
+#endif
 }
 
 static int aring_unmap(char *base, size_t total) { return munmap(base, total); }
