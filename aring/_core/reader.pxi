@@ -285,6 +285,8 @@ cdef class ReaderEnd(_End):
         self._check_usable()
         self._check_notifier()
         cdef RingCore core = self._core
+        if self._peers_due():   # a dead peer sends no wake-up: whoever arms looks for one
+            self._check_peers()
         cdef aring_slot *slot = &core._hdr.slots[self._slot]
         if self._readable(&eof) >= need or eof:
             return False

@@ -584,6 +584,8 @@ cdef class RecordWriterEnd(_End):
         cdef aring_header *h
         self._check_claimable()
         self._check_notifier()
+        if self._peers_due():   # a dead reader sends no wake-up: whoever arms looks for one
+            self._check_peers()
         h = core._hdr
         if self._claim_space(aring_load_acquire_u64(&h.claim_position.value)) >= need:
             return False

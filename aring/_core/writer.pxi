@@ -170,6 +170,8 @@ cdef class WriterEnd(_End):
         self._check_usable()
         self._check_notifier()
         cdef RingCore core = self._core
+        if self._peers_due():   # a dead peer sends no wake-up: whoever arms looks for one
+            self._check_peers()
         cdef aring_header *h = core._hdr
         if core._space() >= need:
             return False
